@@ -1,0 +1,1 @@
+"""AgentCube SDK."""
