@@ -1,1 +1,67 @@
-"""AgentCube SDK."""
+"""AgentCube SDK: isolated sandboxes for AI agents.
+
+>>> from agentcube import CodeInterpreterClient
+>>> with CodeInterpreterClient() as ci:          # creates a sandbox; deleted on exit
+...     print(ci.run_code("python", "print(6 * 7)"))
+
+URLs come from the arguments or the ``WORKLOAD_MANAGER_URL`` / ``ROUTER_URL`` env vars.
+"""
+
+from . import _logging  # noqa: F401  (installs the package NullHandler)
+from ._exit_cleanup import enable_exit_cleanup
+from ._http import RetryPolicy
+from .agent_runtime import AgentRuntimeClient
+from .auth import AuthProvider, ServiceAccountAuth, TokenAuth
+from .code_interpreter import CodeInterpreterClient
+from .exceptions import (
+    AgentCubeError,
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    CommandExecutionError,
+    DataPlaneError,
+    InvalidArgumentError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    ServerError,
+    SessionError,
+    SessionNotFoundError,
+)
+from .kinds import AGENT_RUNTIME, CODE_INTERPRETER, ResourceKind
+from .session import ManagedSessionClient, StopOutcome
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AGENT_RUNTIME",
+    "CODE_INTERPRETER",
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AgentCubeError",
+    "AgentRuntimeClient",
+    "AuthProvider",
+    "AuthenticationError",
+    "BadRequestError",
+    "CodeInterpreterClient",
+    "CommandExecutionError",
+    "DataPlaneError",
+    "InvalidArgumentError",
+    "ManagedSessionClient",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "ResourceKind",
+    "RetryPolicy",
+    "ServerError",
+    "ServiceAccountAuth",
+    "SessionError",
+    "SessionNotFoundError",
+    "StopOutcome",
+    "TokenAuth",
+    "__version__",
+    "enable_exit_cleanup",
+]

@@ -1,0 +1,122 @@
+"""Configuration resolution and input validation, in one place.
+
+Every value a caller or a server gives us is checked here before it reaches a URL or a header.
+Resolution order for URLs: the argument, then the environment variable; there is no default URL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import quote, urlsplit
+
+from .exceptions import InvalidArgumentError, SessionError
+
+WORKLOAD_MANAGER_URL_ENV = "WORKLOAD_MANAGER_URL"
+ROUTER_URL_ENV = "ROUTER_URL"
+SERVICE_ACCOUNT_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,256}")
+# Kubernetes DNS-1123 label (namespaces) and subdomain (object names).
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def resolve_url(value: str | None, env_var: str, arg_name: str, *, required: bool) -> str | None:
+    """Return the URL from the argument, else the env var, validated and without trailing '/'.
+
+    Raises InvalidArgumentError naming both the argument and the env var when ``required`` and
+    neither is set, or when the URL is not http(s).
+    """
+    source = arg_name
+    if not value:
+        value = os.environ.get(env_var) or None
+        source = env_var
+    if not value:
+        if required:
+            raise InvalidArgumentError(
+                f"no URL configured: pass {arg_name}=... or set the {env_var} environment variable"
+            )
+        return None
+    return validate_url(value, source)
+
+
+def validate_url(url: str, what: str) -> str:
+    """Check that ``url`` is an absolute http(s) URL; return it without a trailing '/'."""
+    if not isinstance(url, str):
+        raise InvalidArgumentError(f"{what} must be a string, not {type(url).__name__}")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgumentError(f"{what} must be an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise InvalidArgumentError(f"{what} must not have a query or fragment")
+    if parts.username or parts.password:
+        raise InvalidArgumentError(f"{what} must not embed credentials; use auth_token or auth")
+    return url.strip().rstrip("/")
+
+
+def is_valid_session_id(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and value not in (".", "..")
+        and _SESSION_ID.fullmatch(value) is not None
+    )
+
+
+def check_session_id(value: object) -> str:
+    """Validate a session id given by the caller (InvalidArgumentError, a ValueError)."""
+    if not is_valid_session_id(value):
+        raise InvalidArgumentError(
+            f"invalid session_id {_preview(value)}: use 1 to 256 ASCII letters, digits or -_.:"
+        )
+    assert isinstance(value, str)
+    return value
+
+
+def check_server_session_id(value: object) -> str:
+    """Validate a session id that came from a server (SessionError)."""
+    if not is_valid_session_id(value):
+        raise SessionError(f"the server returned an invalid session id {_preview(value)}")
+    assert isinstance(value, str)
+    return value
+
+
+def check_name(value: object, what: str) -> str:
+    """Validate a Kubernetes object name (DNS-1123 subdomain, at most 253 characters)."""
+    if not isinstance(value, str) or len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
+        raise InvalidArgumentError(
+            f"invalid {what} {_preview(value)}: use lowercase letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit (Kubernetes naming rules)"
+        )
+    return value
+
+
+def check_namespace(value: object) -> str:
+    """Validate a Kubernetes namespace (DNS-1123 label, at most 63 characters)."""
+    if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.fullmatch(value):
+        raise InvalidArgumentError(
+            f"invalid namespace {_preview(value)}: use at most 63 lowercase letters, digits and "
+            "'-', starting and ending with a letter or digit (Kubernetes naming rules)"
+        )
+    return value
+
+
+def check_timeout(value: object, what: str, *, allow_none: bool = True) -> float | None:
+    """Validate a timeout in seconds: a positive finite number (or None where allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentError(f"{what} must be a number of seconds, not {_preview(value)}")
+    if not (0 < float(value) < float("inf")):
+        raise InvalidArgumentError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def quote_path(path: str) -> str:
+    """Percent-encode a relative URL path, keeping '/' as the separator."""
+    return quote(path, safe="/")
+
+
+def _preview(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,212 @@
+"""The one HTTP helper every service client speaks through.
+
+It owns: the base URL, the bearer token (from an AuthProvider, redacted in every log line),
+timeouts, the retry policy and the mapping of failures to :mod:`agentcube.exceptions`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from ._config import check_timeout
+from .auth import AuthProvider
+from .exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    InvalidArgumentError,
+    error_from_response,
+)
+
+logger = logging.getLogger(__name__)
+
+SESSION_HEADER = "x-agentcube-session-id"
+USER_AGENT = "agentcube-sdk-python/0.1.0"
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How idempotent requests (GET, DELETE) are retried.
+
+    A request is retried on a connection error, a timeout, or a status in ``statuses``, at most
+    ``max_attempts`` times in all, sleeping a random time between 0 and
+    ``min(max_backoff, backoff * 2 ** (attempt - 1))`` seconds before each new attempt
+    ("full jitter"). Non-idempotent requests (POST: create, execute, invoke, upload) are retried
+    only when the connection could not be opened at all, so the request never reached the server.
+    ``RetryPolicy(max_attempts=1)`` disables retries.
+    """
+
+    max_attempts: int = 3
+    backoff: float = 0.2
+    max_backoff: float = 2.0
+    statuses: frozenset[int] = frozenset({502, 503, 504})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise InvalidArgumentError("max_attempts must be an int")
+        if self.max_attempts < 1:
+            raise InvalidArgumentError("max_attempts must be at least 1")
+        if self.backoff < 0 or self.max_backoff < 0:
+            raise InvalidArgumentError("backoff values must not be negative")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to sleep before attempt number ``attempt + 1``."""
+        return random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the connection failed before any byte of the request could reach the server."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError):
+        return False
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)
+    name = type(reason).__name__
+    return name in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError")
+
+
+class HTTPClient:
+    """Sends requests to one service (one base URL) and maps failures to SDK errors.
+
+    ``session`` may be shared between several HTTPClients (one connection pool per host);
+    the HTTPClient closes it only if it created it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: AuthProvider | None = None,
+        timeout: float = 120.0,
+        connect_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self._auth = auth
+        read = check_timeout(timeout, "timeout", allow_none=False)
+        connect = check_timeout(connect_timeout, "connect_timeout", allow_none=False)
+        assert read is not None and connect is not None
+        self.read_timeout = read
+        self.connect_timeout = connect
+        self.retry = retry or DEFAULT_RETRY
+        self._owns_session = session is None
+        self.session = session if session is not None else requests.Session()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        """Close the connection pool if this client created it. Idempotent."""
+        if self._owns_session:
+            self.session.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        stream: bool = False,
+        session_id: str | None = None,
+        session_scoped: bool = False,
+        ok_statuses: frozenset[int] = frozenset(),
+        idempotent: bool | None = None,
+    ) -> requests.Response:
+        """Send one request, retried per the policy; return a response with status < 400.
+
+        Statuses in ``ok_statuses`` are returned instead of raised. ``idempotent`` overrides the
+        method's default (GET and DELETE are idempotent) for requests with side effects.
+        """
+        url = self.base_url + path
+        send_headers: dict[str, str] = {"User-Agent": USER_AGENT}
+        if headers:
+            send_headers.update(headers)
+        read_timeout = self.read_timeout if timeout is None else timeout
+        if idempotent is None:
+            idempotent = method in _IDEMPOTENT
+        attempt = 0
+        while True:
+            attempt += 1
+            if self._auth is not None:
+                token = self._auth.get_token()
+                if token:
+                    send_headers["Authorization"] = f"Bearer {token}"
+            started = time.perf_counter()
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    json=json,
+                    data=data,
+                    params=params,
+                    headers=send_headers,
+                    timeout=(self.connect_timeout, read_timeout),
+                    stream=stream,
+                )
+            except requests.RequestException as exc:
+                retryable = idempotent or _never_sent(exc)
+                if retryable and attempt < self.retry.max_attempts:
+                    self._log_retry(method, url, attempt, type(exc).__name__)
+                    time.sleep(self.retry.delay(attempt))
+                    continue
+                raise _transport_error(exc, method, url, session_id) from exc
+            status = response.status_code
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s -> %d in %.1f ms (attempt %d)",
+                    method,
+                    url,
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                    attempt,
+                )
+            if status < 400 or status in ok_statuses:
+                return response
+            if idempotent and status in self.retry.statuses and attempt < self.retry.max_attempts:
+                response.close()
+                self._log_retry(method, url, attempt, f"HTTP {status}")
+                time.sleep(self.retry.delay(attempt))
+                continue
+            error = error_from_response(
+                response, session_id=session_id, session_scoped=session_scoped
+            )
+            response.close()
+            raise error
+
+    @staticmethod
+    def _log_retry(method: str, url: str, attempt: int, why: str) -> None:
+        logger.info("%s %s failed (%s), retrying (attempt %d)", method, url, why, attempt + 1)
+
+
+def _transport_error(
+    exc: requests.RequestException, method: str, url: str, session_id: str | None
+) -> APIConnectionError:
+    where = f"{method} {url.split('?', 1)[0]}"
+    if session_id:
+        where += f" (session {session_id})"
+    if isinstance(exc, requests.Timeout):
+        return APITimeoutError(f"{where} timed out: {type(exc).__name__}", request=exc.request)
+    return APIConnectionError(f"{where} failed: {_reason(exc)}", request=exc.request)
+
+
+def _reason(exc: requests.RequestException) -> str:
+    reason = exc.args[0] if exc.args else exc
+    reason = getattr(reason, "reason", reason)
+    text = str(reason)
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

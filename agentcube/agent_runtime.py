@@ -1,0 +1,114 @@
+"""AgentRuntimeClient: invoke an agent running in an agent-runtime sandbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._http import RetryPolicy
+from .auth import AuthProvider
+from .clients.agent_runtime_data_plane import AgentRuntimeDataPlaneClient
+from .kinds import AGENT_RUNTIME
+from .session import ManagedSessionClient
+
+__all__ = ["AgentRuntimeClient"]
+
+
+class AgentRuntimeClient(ManagedSessionClient):
+    """An agent-runtime sandbox session.
+
+    Without ``session_id`` it bootstraps a session with a bare ``GET`` to the Router's
+    invocations URL and owns it; ``stop()`` (and ``with``) then deletes it through the
+    WorkloadManager. With ``session_id`` it attaches, and ``stop()`` keeps the session
+    running; ``delete()`` ends it explicitly.
+
+    Args:
+        agent_name: the AgentRuntime template.
+        namespace: its Kubernetes namespace.
+        router_url: defaults to ``ROUTER_URL``.
+        verbose: log the SDK's requests (never tokens) to stderr.
+        session_id: attach to this session instead of bootstrapping one.
+        timeout: read timeout in seconds for :meth:`invoke`.
+        connect_timeout: connect timeout in seconds.
+        auth_token, auth: credentials, as for :class:`~agentcube.CodeInterpreterClient`.
+        workload_manager_url: defaults to ``WORKLOAD_MANAGER_URL``. Optional: without it the
+            client works, but ``stop()`` of an owned session cannot delete it and warns with
+            its id, and ``delete()`` raises.
+
+    Raises:
+        InvalidArgumentError: bad argument or missing router URL (nothing is sent).
+        SessionError: the router's answer carried no valid session id.
+        APIError / APIConnectionError: the bootstrap failed.
+    """
+
+    kind = AGENT_RUNTIME
+    delete_attached_on_stop = False
+    _dp: AgentRuntimeDataPlaneClient
+
+    def __init__(
+        self,
+        agent_name: str,
+        namespace: str = "default",
+        router_url: str | None = None,
+        verbose: bool = False,
+        session_id: str | None = None,
+        timeout: float = 120,
+        connect_timeout: float = 5.0,
+        auth_token: str | None = None,
+        auth: AuthProvider | None = None,
+        workload_manager_url: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(
+            name=agent_name,
+            namespace=namespace,
+            session_id=session_id,
+            workload_manager_url=workload_manager_url,
+            router_url=router_url,
+            auth_token=auth_token,
+            auth=auth,
+            verbose=verbose,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            retry=retry,
+        )
+
+    @property
+    def agent_name(self) -> str:
+        return self.name
+
+    def _new_data_plane(self, session_id: str | None) -> AgentRuntimeDataPlaneClient:
+        return AgentRuntimeDataPlaneClient(
+            self.name,
+            self.namespace,
+            self._router_url,
+            session_id,
+            auth=self._auth,
+            timeout=self._timeout,
+            connect_timeout=self._connect_timeout,
+            retry=self._retry,
+        )
+
+    def _create_session(self) -> str:
+        # The session is bootstrapped through the router, not the WorkloadManager.
+        self._dp = self._new_data_plane(None)
+        return self._dp.bootstrap_session()
+
+    def _open_data_plane(self, session_id: str) -> AgentRuntimeDataPlaneClient:
+        if getattr(self, "_dp", None) is None:
+            self._dp = self._new_data_plane(session_id)
+        return self._dp
+
+    def invoke(self, payload: Any, timeout: float | None = None, path: str = "") -> Any:
+        """POST ``payload`` as JSON to the agent at ``invocations/<path>``.
+
+        Returns:
+            The JSON answer, or its text when the answer is not JSON.
+        Raises:
+            APIError: the agent or router answered 4xx/5xx (also a requests.HTTPError).
+            APIConnectionError / APITimeoutError: no answer. Not retried (invoke is not
+                idempotent) unless the connection could not be opened at all.
+            SessionError: the client is stopped.
+        """
+        self._require_open()
+        return self._dp.invoke(payload, timeout=timeout, path=path)

@@ -1,0 +1,167 @@
+"""Client of the WorkloadManager (control plane): create and delete sessions of any kind."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import requests
+from pydantic import ValidationError
+
+from .._config import (
+    WORKLOAD_MANAGER_URL_ENV,
+    check_name,
+    check_namespace,
+    check_server_session_id,
+    check_session_id,
+    resolve_url,
+)
+from .._http import HTTPClient, RetryPolicy
+from ..auth import AuthProvider, resolve_auth
+from ..exceptions import InvalidArgumentError, SessionError, SessionNotFoundError
+from ..kinds import CODE_INTERPRETER, ResourceKind
+from ..models import CreateSessionRequest, CreateSessionResponse
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ControlPlaneClient"]
+
+
+class ControlPlaneClient:
+    """Creates and deletes sandbox sessions through the WorkloadManager.
+
+    Args:
+        workload_manager_url: base URL; defaults to the ``WORKLOAD_MANAGER_URL`` env var.
+        auth_token: a fixed bearer token (see also ``auth``).
+        auth: an :class:`~agentcube.auth.AuthProvider`; wins over ``auth_token``. With neither,
+            the Kubernetes service-account token file is used when present.
+        timeout, connect_timeout: read and connect timeouts in seconds.
+        retry: retry policy for DELETE (creates are never retried once sent).
+
+    Raises:
+        InvalidArgumentError: no URL configured (names the argument and the env var) or bad URL.
+    """
+
+    def __init__(
+        self,
+        workload_manager_url: str | None = None,
+        auth_token: str | None = None,
+        *,
+        auth: AuthProvider | None = None,
+        timeout: float = 150.0,
+        connect_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        url = resolve_url(
+            workload_manager_url, WORKLOAD_MANAGER_URL_ENV, "workload_manager_url", required=True
+        )
+        assert url is not None
+        self._http = HTTPClient(
+            url,
+            auth=resolve_auth(auth, auth_token),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            retry=retry,
+            session=session,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
+
+    def __repr__(self) -> str:
+        return f"ControlPlaneClient(workload_manager_url={self.base_url!r})"
+
+    def create(
+        self,
+        kind: ResourceKind,
+        name: str,
+        namespace: str = "default",
+        *,
+        ttl: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> CreateSessionResponse:
+        """Create a session of ``kind`` from template ``name``: ``POST /v1/<segment>``.
+
+        Sends ``{"name", "namespace", "ttl", "metadata"}``. Not retried once the request may
+        have reached the server (a retry could create a second sandbox).
+
+        Raises:
+            InvalidArgumentError: bad name, namespace, ttl or metadata (nothing is sent).
+            NotFoundError: no template of that name in that namespace.
+            SessionError: the answer has no valid ``sessionId``.
+            APIError / APIConnectionError: any other failure.
+        """
+        check_name(name, "name")
+        check_namespace(namespace)
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
+            raise InvalidArgumentError(f"ttl must be a positive number of seconds, not {ttl!r}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidArgumentError("metadata must be a dict")
+        body = CreateSessionRequest(
+            name=name, namespace=namespace, ttl=ttl, metadata=metadata or {}
+        )
+        response = self._http.request("POST", kind.create_path, json=body.model_dump())
+        try:
+            created = CreateSessionResponse.model_validate(response.json())
+        except (ValueError, ValidationError) as exc:
+            raise SessionError(
+                f"the WorkloadManager created a {kind.name} session but its answer has no valid "
+                f"sessionId (HTTP {response.status_code}); the sandbox may be running"
+            ) from exc
+        check_server_session_id(created.session_id)
+        logger.info("created %s session %s", kind.name, created.session_id)
+        return created
+
+    def delete(self, kind: ResourceKind, session_id: str) -> bool:
+        """Delete a session of any kind: ``DELETE /v1/<segment>/sessions/<id>``.
+
+        Retried on connection errors and 502/503/504 per the retry policy.
+
+        Returns:
+            True if this call deleted it, False if the server no longer had it (404).
+        Raises:
+            InvalidArgumentError: invalid session id (nothing is sent).
+            APIError / APIConnectionError: the delete failed; the session may still exist.
+        """
+        check_session_id(session_id)
+        try:
+            self._http.request(
+                "DELETE",
+                kind.session_path(session_id),
+                session_id=session_id,
+                session_scoped=True,
+            ).close()
+        except SessionNotFoundError:
+            logger.info("%s session %s was already gone", kind.name, session_id)
+            return False
+        logger.info("deleted %s session %s", kind.name, session_id)
+        return True
+
+    # -- the historic code-interpreter API -------------------------------------------------
+
+    def create_session(
+        self,
+        name: str = "my-interpreter",
+        namespace: str = "default",
+        metadata: dict[str, Any] | None = None,
+        ttl: int = 3600,
+    ) -> str:
+        """Create a code-interpreter session and return its id (see :meth:`create`)."""
+        return self.create(CODE_INTERPRETER, name, namespace, ttl=ttl, metadata=metadata).session_id
+
+    def delete_session(self, session_id: str) -> bool:
+        """Delete a code-interpreter session; True once it is gone (404 counts as gone)."""
+        self.delete(CODE_INTERPRETER, session_id)
+        return True
+
+    def close(self) -> None:
+        """Close the connections this client opened. Idempotent."""
+        self._http.close()
+
+    def __enter__(self) -> ControlPlaneClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
