@@ -7,6 +7,7 @@ timeouts, the retry policy and the mapping of failures to :mod:`agentcube.except
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Mapping
@@ -53,8 +54,11 @@ class RetryPolicy:
             raise InvalidArgumentError("max_attempts must be an int")
         if self.max_attempts < 1:
             raise InvalidArgumentError("max_attempts must be at least 1")
-        if self.backoff < 0 or self.max_backoff < 0:
-            raise InvalidArgumentError("backoff values must not be negative")
+        for value in (self.backoff, self.max_backoff):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidArgumentError("backoff values must be numbers of seconds")
+            if not 0 <= value < math.inf:
+                raise InvalidArgumentError("backoff values must be finite and not negative")
 
     def delay(self, attempt: int) -> float:
         """Seconds to sleep before attempt number ``attempt + 1``."""

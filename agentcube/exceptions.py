@@ -193,13 +193,19 @@ def error_from_response(
     """
     status = response.status_code
     server_message = _server_message(response)
+    request = response.request
+    if server_message and request is not None:
+        # A server or proxy that echoes the credential must not put it in our message.
+        sent = str(request.headers.get("Authorization") or "")
+        token = sent.partition(" ")[2] if sent.startswith("Bearer ") else sent
+        if token and token in server_message:
+            server_message = server_message.replace(token, "[secure]")
     if status == 404 and session_scoped:
         cls: type[APIError] = SessionNotFoundError
     elif status >= 500:
         cls = ServerError
     else:
         cls = _BY_STATUS.get(status, APIError)
-    request = response.request
     method = request.method if request is not None else "?"
     path = (request.path_url if request is not None else "") or "/"
     text = f"{method} {path.split('?', 1)[0]} failed with HTTP {status}"

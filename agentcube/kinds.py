@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 __all__ = ["AGENT_RUNTIME", "CODE_INTERPRETER", "ResourceKind"]
 
-_SEGMENT = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_SEGMENT = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class ResourceKind:
 
     def __post_init__(self) -> None:
         for segment in (self.control_plane_segment, self.router_segment):
-            if not _SEGMENT.match(segment):
+            if not isinstance(segment, str) or not _SEGMENT.fullmatch(segment):
                 raise ValueError(f"invalid URL segment for kind {self.name!r}: {segment!r}")
 
     @property

@@ -224,8 +224,6 @@ class ManagedSessionClient(abc.ABC):
             APIError / APIConnectionError: the DELETE failed; a later call retries it.
         """
         with self._lock:
-            self._closed = True
-            self._close_data_plane()
             if self._gone or self.session_id is None:
                 return StopOutcome.NOTHING_TO_DO
             if self._control_plane is None:
@@ -233,6 +231,8 @@ class ManagedSessionClient(abc.ABC):
                     f"cannot delete session {self.session_id}: no WorkloadManager URL; pass "
                     f"workload_manager_url=... or set {_config.WORKLOAD_MANAGER_URL_ENV}"
                 )
+            self._closed = True
+            self._close_data_plane()
             return self._delete_now()
 
     def detach(self) -> str:

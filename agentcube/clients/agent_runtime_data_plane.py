@@ -11,7 +11,7 @@ import requests
 from .._config import check_server_session_id, check_session_id, check_timeout
 from .._http import SESSION_HEADER, RetryPolicy
 from ..auth import AuthProvider
-from ..exceptions import InvalidArgumentError, SessionError
+from ..exceptions import InvalidArgumentError, SessionError, error_from_response
 from ..kinds import AGENT_RUNTIME
 from ._data_plane import RouterClient
 
@@ -78,14 +78,19 @@ class AgentRuntimeDataPlaneClient(RouterClient):
         4xx for that path. Not retried once sent (a retry could create a second session).
 
         Raises:
-            SessionError: the answer carries no valid session id.
-            APIError / APIConnectionError: the router failed (5xx) or could not be reached.
+            SessionError: a success answer without a valid session id.
+            APIError: the router refused (4xx without a session header, e.g. an unknown agent
+                is NotFoundError) or failed (5xx).
+            APIConnectionError: the router could not be reached.
         """
         response = self._http.request(
             "GET", self._prefix, ok_statuses=_BOOTSTRAP_OK, idempotent=False
         )
         response.close()
         header = response.headers.get(SESSION_HEADER)
+        if not header and response.status_code >= 400:
+            # The router itself refused (unknown agent, bad token): no session was opened.
+            raise error_from_response(response)
         if not header:
             raise SessionError(
                 f"the router answered HTTP {response.status_code} without an "

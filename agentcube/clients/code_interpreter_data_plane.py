@@ -76,13 +76,16 @@ class CodeInterpreterDataPlaneClient(RouterClient):
         )
         self._set_session_id(check_session_id(session_id))
 
-    def _call(self, method: str, subpath: str, **kwargs: Any) -> requests.Response:
+    def _call(
+        self,
+        method: str,
+        subpath: str,
+        extra_headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        headers = {**self._headers, **extra_headers} if extra_headers else self._headers
         return self._http.request(
-            method,
-            self._prefix + subpath,
-            headers=self._headers,
-            session_id=self.session_id,
-            **kwargs,
+            method, self._prefix + subpath, headers=headers, session_id=self.session_id, **kwargs
         )
 
     def execute(
@@ -166,9 +169,7 @@ class CodeInterpreterDataPlaneClient(RouterClient):
         """
         remote = _check_remote_path(remote_path)
         body = _MultipartFile(os.fspath(local_path), {"path": remote, "mode": "0644"})
-        response = self._call(
-            "POST", "api/files", data=body, headers={**self._headers, **body.headers}
-        )
+        response = self._call("POST", "api/files", extra_headers=body.headers, data=body)
         return self._file_info(response)
 
     def download_file(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:
