@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
-import uuid
 from typing import Any
 
 from ._http import RetryPolicy
@@ -149,7 +149,7 @@ class CodeInterpreterClient(ManagedSessionClient):
         if not isinstance(code, str):
             raise InvalidArgumentError("code must be a string")
         interpreter, suffix = _LANGUAGES[language.lower()]
-        script = f"{_SCRIPT_DIR}/run-{uuid.uuid4().hex}{suffix}"
+        script = f"{_SCRIPT_DIR}/run-{secrets.token_hex(16)}{suffix}"
         dp = self.data_plane
         dp.write_file(code, script)
         # Run the script, then remove it, keeping the script's exit code.

@@ -6,21 +6,25 @@ import base64
 import logging
 import math
 import os
+import secrets
 import tempfile
-import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
-from pydantic import ValidationError
 
 from .._config import check_session_id, check_timeout
 from .._http import RetryPolicy
 from ..auth import AuthProvider
 from ..exceptions import APIConnectionError, DataPlaneError, InvalidArgumentError
 from ..kinds import CODE_INTERPRETER, ResourceKind
-from ..models import ExecuteRequest, ExecuteResponse, FileInfo, FileListResponse, UploadFileRequest
 from ._data_plane import RouterClient, encode_subpath
+
+if TYPE_CHECKING:
+    from ..models import ExecuteResponse, FileInfo
+
+# Request and response models are imported on first use: building pydantic models is the
+# largest part of `import agentcube` otherwise.
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +125,10 @@ class CodeInterpreterDataPlaneClient(RouterClient):
             raise InvalidArgumentError("env must map strings to strings")
         if working_dir is not None and not isinstance(working_dir, str):
             raise InvalidArgumentError("working_dir must be a string")
+        from pydantic import ValidationError
+
+        from ..models import ExecuteRequest, ExecuteResponse
+
         body = ExecuteRequest(
             command=command,
             timeout=_go_duration(seconds),
@@ -147,6 +155,8 @@ class CodeInterpreterDataPlaneClient(RouterClient):
 
         Sent as JSON with base64 content; use :meth:`upload_file` for large files.
         """
+        from ..models import UploadFileRequest
+
         data = content.encode("utf-8") if isinstance(content, str) else content
         if not isinstance(data, (bytes, bytearray)):
             raise InvalidArgumentError("content must be str or bytes")
@@ -219,6 +229,10 @@ class CodeInterpreterDataPlaneClient(RouterClient):
         """List a directory: ``GET api/files?path=DIR``; one dict per entry
         (``name``, ``size``, ``modified``, ``mode``, ``is_dir``).
         """
+        from pydantic import ValidationError
+
+        from ..models import FileListResponse
+
         response = self._call("GET", "api/files", params={"path": _check_remote_path(path)})
         try:
             listing = FileListResponse.model_validate(response.json())
@@ -227,6 +241,10 @@ class CodeInterpreterDataPlaneClient(RouterClient):
         return [entry.model_dump() for entry in listing.files]
 
     def _file_info(self, response: requests.Response) -> FileInfo:
+        from pydantic import ValidationError
+
+        from ..models import FileInfo
+
         try:
             return FileInfo.model_validate(response.json())
         except (ValueError, ValidationError) as exc:
@@ -243,7 +261,7 @@ class _MultipartFile:
     def __init__(self, path: str, fields: dict[str, str]) -> None:
         self._path = path
         size = os.stat(path).st_size  # FileNotFoundError before anything is sent
-        boundary = uuid.uuid4().hex
+        boundary = secrets.token_hex(16)
         parts = [
             f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'.encode()
             + value.encode("utf-8")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
-from pydantic import ValidationError
 
 from .._config import (
     WORKLOAD_MANAGER_URL_ENV,
@@ -20,7 +19,9 @@ from .._http import HTTPClient, RetryPolicy
 from ..auth import AuthProvider, resolve_auth
 from ..exceptions import InvalidArgumentError, SessionError, SessionNotFoundError
 from ..kinds import CODE_INTERPRETER, ResourceKind
-from ..models import CreateSessionRequest, CreateSessionResponse
+
+if TYPE_CHECKING:
+    from ..models import CreateSessionResponse
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,10 @@ class ControlPlaneClient:
             SessionError: the answer has no valid ``sessionId``.
             APIError / APIConnectionError: any other failure.
         """
+        from pydantic import ValidationError
+
+        from ..models import CreateSessionRequest, CreateSessionResponse
+
         check_name(name, "name")
         check_namespace(namespace)
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):

@@ -1,0 +1,387 @@
+"""HTTP/1.1 keep-alive serving on top of werkzeug's threaded development server.
+
+werkzeug's own ``WSGIRequestHandler.run_wsgi`` sends ``Connection: close`` on every
+response, so a client can never reuse a connection. The handler here replaces
+``run_wsgi``: it bounds the request body by ``Content-Length`` (or de-chunks it),
+drains whatever the app left unread so the next request line is found, and keeps
+the connection open. It also counts accepted connections, can drop a connection
+without answering (fault injection), and keeps werkzeug's request log quiet.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+    from _typeshed.wsgi import WSGIApplication
+
+logger = logging.getLogger(__name__)
+
+#: Set this key in the WSGI environ to make the server close the connection
+#: without sending the response the app returned.
+DROP_CONNECTION = "agentcube.local.drop_connection"
+
+_DRAIN_LIMIT = 4 * 1024 * 1024  # unread body bytes we are willing to skip to keep a connection
+_LINGER_IDLE_SECONDS = 1.0
+_LINGER_MAX_SECONDS = 30.0
+_SMALL_WRITE = 64 * 1024
+_IDLE_TIMEOUT = 120.0
+
+
+class ConnectionTracker:
+    """Counts accepted connections and remembers the open ones so they can be closed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._accepted = 0
+        self._open: set[socket.socket] = set()
+
+    def opened(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._accepted += 1
+            self._open.add(sock)
+
+    def closed(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(sock)
+
+    @property
+    def accepted(self) -> int:
+        with self._lock:
+            return self._accepted
+
+    def reset(self) -> None:
+        with self._lock:
+            self._accepted = 0
+
+    def close_all(self) -> None:
+        with self._lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _RequestBody(io.RawIOBase):
+    """The request body: at most ``length`` bytes of ``raw`` (``None`` = until EOF)."""
+
+    def __init__(self, raw: Any, length: int | None) -> None:
+        super().__init__()
+        self._raw = raw
+        self._remaining = length
+        self._eof = length == 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: ReadableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._eof or len(view) == 0:
+            return 0
+        if self._remaining is not None:
+            view = view[: self._remaining]
+        count = int(self._raw.readinto(view) or 0)
+        if count == 0:
+            self._eof = True
+            return 0
+        if self._remaining is not None:
+            self._remaining -= count
+            if self._remaining == 0:
+                self._eof = True
+        return count
+
+    @property
+    def unread_hint(self) -> int:
+        """Bytes known to be unread (0 when unknown, i.e. chunked)."""
+        return 0 if self._eof or self._remaining is None else self._remaining
+
+    @property
+    def finished(self) -> bool:
+        return self._eof
+
+    def drain(self, limit: int) -> bool:
+        """Skip the rest of the body; False if more than ``limit`` bytes remain."""
+        skipped = 0
+        buffer = bytearray(_SMALL_WRITE)
+        while not self._eof:
+            if skipped > limit:
+                return False
+            count = self.readinto(buffer)
+            skipped += count
+        return True
+
+
+def client_disconnected(sock: Any) -> bool:
+    """True if the peer has closed (or half-closed) its side of ``sock``."""
+    if not isinstance(sock, socket.socket):
+        return False
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            hangup = getattr(select, "POLLRDHUP", 0)
+            poller.register(sock, select.POLLIN | hangup)
+            events = poller.poll(0)
+            if not events:
+                return False
+            flags = events[0][1]
+            if flags & (hangup | select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                return True
+        else:  # pragma: no cover - non-POSIX
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+        return sock.recv(1, socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+
+
+class KeepAliveHandler(WSGIRequestHandler):
+    """A werkzeug request handler that keeps HTTP/1.1 connections alive."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    timeout = _IDLE_TIMEOUT
+    tracker: ClassVar[ConnectionTracker]
+
+    # -- connection life cycle -------------------------------------------------------------
+    def setup(self) -> None:
+        super().setup()
+        self.tracker.opened(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.tracker.closed(self.connection)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except Exception:  # never let socketserver print a traceback to stderr
+            logger.debug("connection handler failed", exc_info=True)
+
+    # -- logging: keep werkzeug's access log out of stderr ----------------------------------
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s -> %s", self.command, self.path, code)
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        logger.debug("%s: " + message, type, *args)
+
+    # -- request handling --------------------------------------------------------------------
+    def run_wsgi(self) -> None:
+        if self.request_version != "HTTP/1.1":
+            self.close_connection = True
+        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+        environ = self.make_environ()
+        self.environ = environ
+        if environ.get("wsgi.input_terminated"):  # chunked: werkzeug de-chunks
+            body = _RequestBody(environ["wsgi.input"], None)
+        else:
+            length_header = self.headers.get("Content-Length")
+            try:
+                length = int(length_header) if length_header is not None else 0
+                if length < 0:
+                    raise ValueError(length_header)
+            except ValueError:
+                self._send_simple(400, b'{"error": "invalid Content-Length"}')
+                self.close_connection = True
+                return
+            body = _RequestBody(self.rfile, length)
+        environ["wsgi.input"] = body
+
+        state: dict[str, Any] = {}
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            if exc_info and state.get("sent"):
+                raise exc_info[1].with_traceback(exc_info[2])
+            state["status"] = status
+            state["headers"] = headers
+            return lambda data: None  # the legacy write() callable is not supported
+
+        app: WSGIApplication = self.server.app
+        app_iter: Iterable[bytes] | None = None
+        try:
+            app_iter = app(environ, start_response)
+            if environ.get(DROP_CONNECTION):
+                self._drop()
+                return
+            self._send(environ, state, app_iter, body)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+            return
+        except Exception:
+            logger.exception("error while handling %s %s", self.command, self.path)
+            if not state.get("sent"):
+                try:
+                    self._send_simple(500, b'{"error": "internal server error"}')
+                except OSError:
+                    pass
+            self.close_connection = True
+            return
+        finally:
+            close = getattr(app_iter, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    logger.debug("closing the response failed", exc_info=True)
+
+        if self.close_connection:
+            if not body.finished:
+                self._linger()
+        elif not body.drain(_DRAIN_LIMIT):
+            self.close_connection = True
+
+    def _send(
+        self,
+        environ: dict[str, Any],
+        state: dict[str, Any],
+        app_iter: Iterable[bytes],
+        body: _RequestBody,
+    ) -> None:
+        iterator = iter(app_iter)
+        first = b""
+        for chunk in iterator:  # run the app up to its first body chunk
+            if chunk:
+                first = chunk
+                break
+        if "status" not in state:
+            raise RuntimeError("the application did not call start_response")
+        status: str = state["status"]
+        headers: list[tuple[str, str]] = state["headers"]
+        code = int(status.split(None, 1)[0])
+        names = {name.lower() for name, _ in headers}
+        chunked = not (
+            "content-length" in names
+            or environ["REQUEST_METHOD"] == "HEAD"
+            or 100 <= code < 200
+            or code in (204, 304)
+        )
+        if body.unread_hint > _DRAIN_LIMIT:
+            self.close_connection = True
+        lines = [f"{self.protocol_version} {status}\r\n"]
+        if "date" not in names:
+            lines.append(f"Date: {self.date_time_string()}\r\n")
+        if "server" not in names:
+            lines.append(f"Server: {self.version_string()}\r\n")
+        lines.extend(f"{name}: {value}\r\n" for name, value in headers)
+        if chunked:
+            lines.append("Transfer-Encoding: chunked\r\n")
+        if self.close_connection:
+            lines.append("Connection: close\r\n")
+        lines.append("\r\n")
+        head = "".join(lines).encode("latin-1")
+        state["sent"] = True
+        self.log_request(code)
+
+        self._write_chunk(head, first, chunked)
+        for chunk in iterator:
+            if chunk:
+                self._write_chunk(b"", chunk, chunked)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _write_chunk(self, prefix: bytes, data: bytes, chunked: bool) -> None:
+        if chunked and data:
+            prefix += b"%x\r\n" % len(data)
+        suffix = b"\r\n" if chunked and data else b""
+        if len(data) <= _SMALL_WRITE:
+            self.wfile.write(prefix + data + suffix)
+            return
+        if prefix:
+            self.wfile.write(prefix)
+        self.wfile.write(data)
+        if suffix:
+            self.wfile.write(suffix)
+
+    def _send_simple(self, code: int, payload: bytes) -> None:
+        head = (
+            f"{self.protocol_version} {code} {self.responses.get(code, ('',))[0]}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode("latin-1")
+        self.wfile.write(head + payload)
+
+    def _drop(self) -> None:
+        """Close the connection without a response."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _linger(self) -> None:
+        """Half-close and discard what the client still sends, so it can read our answer.
+
+        Reads while data keeps arriving (a client may still be pushing a large body it
+        will only stop sending once it is done), up to a hard cap.
+        """
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(_LINGER_IDLE_SECONDS)
+            deadline = time.monotonic() + _LINGER_MAX_SECONDS
+            while time.monotonic() < deadline:
+                if not self.connection.recv(_SMALL_WRITE * 4):
+                    break
+        except OSError:
+            pass
+
+
+def make_handler(tracker: ConnectionTracker) -> type[KeepAliveHandler]:
+    """A handler class bound to one server's connection tracker."""
+
+    class Handler(KeepAliveHandler):
+        pass
+
+    Handler.tracker = tracker
+    return Handler
+
+
+def serve(
+    host: str, port: int, app: WSGIApplication, tracker: ConnectionTracker
+) -> tuple[BaseWSGIServer, threading.Thread]:
+    """Bind ``host:port`` (0 = any free port) and serve ``app`` on a daemon thread."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(socket.SOMAXCONN)
+        server = make_server(
+            host,
+            port,
+            app,
+            threaded=True,
+            request_handler=make_handler(tracker),
+            fd=listener.fileno(),
+        )
+    finally:
+        listener.close()  # the server holds its own duplicate of the descriptor
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.1},
+        name=f"agentcube-local-{server.port}",
+        daemon=True,
+    )
+    thread.start()
+    return server, thread

@@ -1,0 +1,385 @@
+"""LocalAgentCube: a WorkloadManager and a Router on loopback, in this process."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ipaddress
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer
+
+from ._control_plane import WorkloadManagerApp
+from ._faults import Fault, FaultInjector, FaultMiddleware, RequestRecord
+from ._http import ConnectionTracker, serve
+from ._router import RouterApp
+from ._sandboxes import CodeInterpreterSandbox, EchoAgent, ForwardingAgent, validate_agent_url
+from ._store import (
+    CODE_INTERPRETER,
+    Sandbox,
+    SessionInfo,
+    SessionStore,
+    TemplateRegistry,
+)
+
+logger = logging.getLogger(__name__)
+
+WORKLOAD_MANAGER = "workload_manager"
+ROUTER = "router"
+
+DEFAULT_TTL = 8 * 3600.0
+DEFAULT_IDLE_TIMEOUT = 15 * 60.0
+DEFAULT_MAX_UPLOAD_BYTES = 1024**3
+
+_WARNING = (
+    "agentcube.local: WARNING: sandboxes run code directly on this machine, as this user, "
+    "without isolation; this is not a security boundary."
+)
+
+
+def _loopback_host(host: str) -> str:
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"host {host!r} is not a loopback address") from None
+    if not address.is_loopback:
+        raise ValueError(
+            f"host {host!r} is not a loopback address; LocalAgentCube binds loopback only"
+        )
+    return host
+
+
+class LocalAgentCube:
+    """An embedded AgentCube: WorkloadManager and Router servers plus built-in sandboxes.
+
+    ``code_interpreters`` are the CodeInterpreter template names; ``agents`` maps
+    AgentRuntime template names to ``None`` (the built-in echo agent) or the URL of an
+    agent server on loopback that requests are forwarded to. Templates exist in every
+    namespace. ``default_ttl`` and ``idle_timeout`` are seconds (``None`` disables them);
+    idle means no Router traffic for the session.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        router_port: int = 0,
+        token: str | None = None,
+        code_interpreters: Iterable[str] = ("my-interpreter",),
+        agents: Mapping[str, str | None] | None = None,
+        root_dir: str | os.PathLike[str] | None = None,
+        default_ttl: float | None = DEFAULT_TTL,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        reap_interval: float = 1.0,
+        max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+        quiet: bool = False,
+    ) -> None:
+        self._host = _loopback_host(host)
+        if token is not None and not token:
+            raise ValueError("token must be a non-empty string or None")
+        if reap_interval <= 0:
+            raise ValueError("reap_interval must be positive")
+        if max_upload_bytes < 0:
+            raise ValueError("max_upload_bytes must not be negative")
+        agent_map: dict[str, str | None] = {"echo-agent": None} if agents is None else dict(agents)
+        for url in agent_map.values():
+            if url is not None:
+                validate_agent_url(url)
+        self._port = port
+        self._router_port = router_port
+        self._token = token
+        self._root_dir_arg = os.fspath(root_dir) if root_dir is not None else None
+        self._reap_interval = reap_interval
+        self._max_upload = max_upload_bytes
+        self._quiet = quiet
+
+        self._templates = TemplateRegistry(code_interpreters, agent_map)
+        self._store = SessionStore(
+            self._templates,
+            self._make_sandbox,
+            default_ttl=default_ttl,
+            idle_timeout=idle_timeout,
+        )
+        self._faults = FaultInjector()
+        self._trackers = {WORKLOAD_MANAGER: ConnectionTracker(), ROUTER: ConnectionTracker()}
+        self._lock = threading.RLock()
+        self._servers: dict[str, BaseWSGIServer] = {}
+        self._threads: list[threading.Thread] = []
+        self._root: str | None = None
+        self._owns_root = False
+        self._started = False
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def start(self) -> LocalAgentCube:
+        """Bind both servers and start serving on daemon threads."""
+        with self._lock:
+            if self._started:
+                return self
+            if self._root_dir_arg is None:
+                self._root = os.path.realpath(tempfile.mkdtemp(prefix="agentcube-local-"))
+                self._owns_root = True
+            else:
+                os.makedirs(self._root_dir_arg, exist_ok=True)
+                self._root = os.path.realpath(self._root_dir_arg)
+                self._owns_root = False
+            self._store.reopen()
+            self._faults.restart()
+            try:
+                control = WorkloadManagerApp(
+                    self._store, token=self._token, router_endpoint=self._router_endpoint
+                )
+                router = RouterApp(self._store, token=self._token)
+                self._servers[WORKLOAD_MANAGER], thread = serve(
+                    self._host,
+                    self._port,
+                    FaultMiddleware(control, self._faults, WORKLOAD_MANAGER, "message"),
+                    self._trackers[WORKLOAD_MANAGER],
+                )
+                self._threads.append(thread)
+                self._servers[ROUTER], thread = serve(
+                    self._host,
+                    self._router_port,
+                    FaultMiddleware(router, self._faults, ROUTER, "error"),
+                    self._trackers[ROUTER],
+                )
+                self._threads.append(thread)
+            except BaseException:
+                self._shutdown()
+                raise
+            self._store.start_reaper(self._reap_interval)
+            self._started = True
+            atexit.register(self.stop)
+        if not self._quiet:
+            print(_WARNING, file=sys.stderr, flush=True)
+        logger.info(
+            "LocalAgentCube serving: WorkloadManager %s, Router %s",
+            self.workload_manager_url,
+            self.router_url,
+        )
+        return self
+
+    def stop(self) -> None:
+        """Stop both servers and delete every session (kills processes, removes workspaces)."""
+        with self._lock:
+            if not self._started:
+                return
+            self._started = False
+            self._shutdown()
+            atexit.unregister(self.stop)
+
+    def _shutdown(self) -> None:
+        self._faults.stopping()
+        for server in self._servers.values():
+            server.shutdown()
+        for tracker in self._trackers.values():
+            tracker.close_all()
+        for server in self._servers.values():
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads.clear()
+        self._servers.clear()
+        self._store.close()
+        if self._owns_root and self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+    def __enter__(self) -> LocalAgentCube:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._started
+
+    # -- addresses -----------------------------------------------------------------------------
+    def _url(self, which: str) -> str:
+        server = self._servers.get(which)
+        if server is None or not self._started:
+            raise RuntimeError("LocalAgentCube is not running; call start() first")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{server.port}"
+
+    @property
+    def workload_manager_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of the WorkloadManager."""
+        return self._url(WORKLOAD_MANAGER)
+
+    @property
+    def router_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of the Router."""
+        return self._url(ROUTER)
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    @property
+    def root_dir(self) -> str | None:
+        """The directory holding the session workspaces (while running)."""
+        return self._root
+
+    def _router_endpoint(self) -> str:
+        return self.router_url.removeprefix("http://")
+
+    # -- templates -----------------------------------------------------------------------------
+    def register_agent(self, name: str, url: str | None = None) -> None:
+        """Add (or replace) an AgentRuntime template: ``None`` = echo agent, else forward URL.
+
+        The URL must be ``http://`` on a loopback address, else ``ValueError``. Sessions
+        created before the call keep the agent they were created with.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError("agent name must be a non-empty string")
+        if url is not None:
+            validate_agent_url(url)
+        self._templates.add_agent(name, url)
+
+    def register_code_interpreter(self, name: str) -> None:
+        """Add a CodeInterpreter template name."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("code interpreter name must be a non-empty string")
+        self._templates.add_code_interpreter(name)
+
+    def _make_sandbox(self, kind: str, name: str, session_id: str) -> Sandbox:
+        if kind == CODE_INTERPRETER:
+            if self._root is None:
+                raise RuntimeError("LocalAgentCube is not running")
+            return CodeInterpreterSandbox(
+                os.path.join(self._root, session_id), max_upload_bytes=self._max_upload
+            )
+        url = self._templates.agent_url(name)
+        if url is None:
+            return EchoAgent()
+        return ForwardingAgent(name, url)
+
+    # -- sessions ------------------------------------------------------------------------------
+    def sessions(self) -> list[SessionInfo]:
+        """Snapshots of the live sessions, oldest first."""
+        return self._store.infos()
+
+    def has_session(self, session_id: str) -> bool:
+        return session_id in self._store
+
+    def delete_session(self, session_id: str) -> bool:
+        """Delete one session as DELETE would; False if there is no such session."""
+        return self._store.delete(session_id)
+
+    def delete_all_sessions(self) -> int:
+        """Delete every session as DELETE would; returns how many there were."""
+        return self._store.delete_all()
+
+    def reap_now(self) -> int:
+        """Run one reaper pass now; returns how many sessions it deleted."""
+        return self._store.reap_once()
+
+    # -- faults --------------------------------------------------------------------------------
+    def inject_fault(
+        self,
+        method: str,
+        path: str,
+        *,
+        status: int | None = None,
+        delay: float | None = None,
+        drop: bool = False,
+        after: bool = False,
+        times: int = 1,
+        body: dict[str, Any] | None = None,
+    ) -> Fault:
+        """Make the next ``times`` requests matching ``method`` and the glob ``path`` misbehave.
+
+        ``status``: answer that status with an error body (or ``body``), action not done.
+        ``delay``: sleep first; if the client has gone meanwhile, drop the request unhandled.
+        ``drop``: close the connection without answering, action not done;
+        ``drop`` + ``after``: do the action, then close the connection without answering.
+        """
+        return self._faults.add(
+            Fault(
+                method,
+                path,
+                status=status,
+                delay=delay,
+                drop=drop,
+                after=after,
+                times=times,
+                body=body,
+            )
+        )
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def faults_fired(self) -> dict[str, int]:
+        """Counts by kind: ``"status:503"``, ``"delay"``, ``"cancelled"``, ``"drop"``, ..."""
+        return self._faults.fired()
+
+    # -- counters ------------------------------------------------------------------------------
+    def connections_accepted(self) -> dict[str, int]:
+        """TCP connections accepted: ``{"workload_manager": n, "router": n}``."""
+        return {which: tracker.accepted for which, tracker in self._trackers.items()}
+
+    def requests_seen(self) -> list[RequestRecord]:
+        """Every request received, in order: ``(server, method, path)`` named tuples."""
+        return self._faults.requests()
+
+    def reset_counters(self) -> None:
+        """Zero the connection counts, the request log and the fired-fault counts."""
+        for tracker in self._trackers.values():
+            tracker.reset()
+        self._faults.reset_counters()
+
+    def __repr__(self) -> str:
+        if not self._started:
+            return "LocalAgentCube(stopped)"
+        return (
+            f"LocalAgentCube(workload_manager_url={self.workload_manager_url!r}, "
+            f"router_url={self.router_url!r}, sessions={len(self._store)})"
+        )
+
+
+ENV_VARS = ("WORKLOAD_MANAGER_URL", "ROUTER_URL")
+
+
+@contextlib.contextmanager
+def configured_or_local(**options: Any) -> Iterator[LocalAgentCube | None]:
+    """Use the AgentCube the environment names, or run a local one for the ``with`` block.
+
+    If ``WORKLOAD_MANAGER_URL`` or ``ROUTER_URL`` is set, nothing is started and ``None`` is
+    yielded. Otherwise a ``LocalAgentCube(**options)`` is started, both variables point at
+    it inside the block (they are removed again afterwards), it is yielded, and it is
+    stopped (every session deleted) when the block ends.
+    """
+    if any(os.environ.get(name) for name in ENV_VARS):
+        yield None
+        return
+    cube = LocalAgentCube(**options)
+    cube.start()
+    saved = {name: os.environ.get(name) for name in ENV_VARS}
+    try:
+        os.environ["WORKLOAD_MANAGER_URL"] = cube.workload_manager_url
+        os.environ["ROUTER_URL"] = cube.router_url
+        yield cube
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        cube.stop()
