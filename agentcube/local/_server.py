@@ -363,14 +363,22 @@ def configured_or_local(**options: Any) -> Iterator[LocalAgentCube | None]:
 
     If ``WORKLOAD_MANAGER_URL`` or ``ROUTER_URL`` is set, nothing is started and ``None`` is
     yielded. Otherwise a ``LocalAgentCube(**options)`` is started, both variables point at
-    it inside the block (they are removed again afterwards), it is yielded, and it is
-    stopped (every session deleted) when the block ends.
+    it inside the block (they are removed again afterwards), one line on stderr says so, it
+    is yielded, and it is stopped (every session deleted) when the block ends.
     """
     if any(os.environ.get(name) for name in ENV_VARS):
         yield None
         return
+    options.setdefault("quiet", True)
     cube = LocalAgentCube(**options)
     cube.start()
+    print(
+        "agentcube.local: WORKLOAD_MANAGER_URL and ROUTER_URL are not set; running against a "
+        f"local AgentCube in this process ({cube.workload_manager_url}, {cube.router_url}); "
+        "its sandboxes run code on this machine without isolation.",
+        file=sys.stderr,
+        flush=True,
+    )
     saved = {name: os.environ.get(name) for name in ENV_VARS}
     try:
         os.environ["WORKLOAD_MANAGER_URL"] = cube.workload_manager_url
