@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
@@ -26,6 +26,7 @@ from .exceptions import (
 )
 
 logger = logging.getLogger(__name__)
+_S = TypeVar("_S", bound="ServiceClient")
 
 SESSION_HEADER = "x-agentcube-session-id"
 USER_AGENT = "agentcube-sdk-python/0.1.0"
@@ -196,6 +197,22 @@ class HTTPClient:
     @staticmethod
     def _log_retry(method: str, url: str, attempt: int, why: str) -> None:
         logger.info("%s %s failed (%s), retrying (attempt %d)", method, url, why, attempt + 1)
+
+
+class ServiceClient:
+    """Base of the per-service clients: owns one HTTPClient; closeable, a context manager."""
+
+    _http: HTTPClient
+
+    def close(self) -> None:
+        """Close the connections this client opened. Idempotent."""
+        self._http.close()
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _transport_error(

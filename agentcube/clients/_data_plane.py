@@ -7,13 +7,13 @@ from urllib.parse import quote
 import requests
 
 from .._config import ROUTER_URL_ENV, check_name, check_namespace, resolve_url
-from .._http import SESSION_HEADER, HTTPClient, RetryPolicy
+from .._http import SESSION_HEADER, HTTPClient, RetryPolicy, ServiceClient
 from ..auth import AuthProvider, resolve_auth
 from ..exceptions import InvalidArgumentError
 from ..kinds import ResourceKind
 
 
-class RouterClient:
+class RouterClient(ServiceClient):
     """Talks to the sandboxes of one template through the Router."""
 
     def __init__(
@@ -60,16 +60,6 @@ class RouterClient:
             f"{type(self).__name__}(router_url={self.router_url!r}, namespace={self.namespace!r}, "
             f"name={self.name!r}, session_id={self.session_id!r})"
         )
-
-    def close(self) -> None:
-        """Close the connections this client opened. Idempotent."""
-        self._http.close()
-
-    def __enter__(self) -> RouterClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def encode_subpath(path: str, what: str) -> str:

@@ -15,7 +15,7 @@ from .._config import (
     check_session_id,
     resolve_url,
 )
-from .._http import HTTPClient, RetryPolicy
+from .._http import HTTPClient, RetryPolicy, ServiceClient
 from ..auth import AuthProvider, resolve_auth
 from ..exceptions import InvalidArgumentError, SessionError, SessionNotFoundError
 from ..kinds import CODE_INTERPRETER, ResourceKind
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["ControlPlaneClient"]
 
 
-class ControlPlaneClient:
+class ControlPlaneClient(ServiceClient):
     """Creates and deletes sandbox sessions through the WorkloadManager.
 
     Args:
@@ -160,13 +160,3 @@ class ControlPlaneClient:
         """Delete a code-interpreter session; True once it is gone (404 counts as gone)."""
         self.delete(CODE_INTERPRETER, session_id)
         return True
-
-    def close(self) -> None:
-        """Close the connections this client opened. Idempotent."""
-        self._http.close()
-
-    def __enter__(self) -> ControlPlaneClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
