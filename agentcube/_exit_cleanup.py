@@ -10,15 +10,19 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import signal
 import threading
+import time
+import warnings
 import weakref
+from collections import deque
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ._config import check_timeout
 
 if TYPE_CHECKING:
+    from .clients.control_plane import ControlPlaneClient
+    from .kinds import ResourceKind
     from .session import ManagedSessionClient
 
 logger = logging.getLogger(__name__)
@@ -28,6 +32,9 @@ _lock = threading.Lock()
 _timeout = 10.0
 _enabled = False
 _previous_sigterm: Any = None
+# Sessions of owned clients garbage-collected while cleanup was enabled (appended from
+# finalizers, so a deque: thread-safe without a lock).
+_adopted: deque[tuple[ResourceKind, str, ControlPlaneClient, float]] = deque()
 
 
 def track(client: ManagedSessionClient) -> None:
@@ -43,8 +50,10 @@ def untrack(client: ManagedSessionClient) -> None:
 def enable_exit_cleanup(timeout: float = 10.0, *, handle_sigterm: bool = True) -> None:
     """Delete this process's still-owned sessions at interpreter exit (and on SIGTERM).
 
-    Cleanup runs synchronously and gives up after ``timeout`` seconds in all, logging the ids
-    it could not delete. Attached and detached sessions are never deleted. With
+    Cleanup runs synchronously and gives up after ``timeout`` seconds in all; the ids it could
+    not delete are logged and named by a ResourceWarning. Owned clients garbage-collected
+    without ``stop()`` while it is enabled are cleaned up too (their finalizer hands the id
+    over, without any network call). Attached and detached sessions are never deleted. With
     ``handle_sigterm`` (and when called from the main thread), a SIGTERM handler runs the
     cleanup and then the previous handler (by default: the process ends with SIGTERM).
     Calling it again only updates the timeout.
@@ -62,41 +71,86 @@ def enable_exit_cleanup(timeout: float = 10.0, *, handle_sigterm: bool = True) -
         _enabled = True
     atexit.register(cleanup_owned_sessions)
     if handle_sigterm and threading.current_thread() is threading.main_thread():
+        import signal  # here, not at the top: it is a tenth of `import agentcube`
+
         _previous_sigterm = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def adopt(
+    kind: ResourceKind, session_id: str, control_plane: ControlPlaneClient, timeout: float
+) -> bool:
+    """Keep what is needed to delete the session of an owned client being garbage-collected.
+
+    Called from a finalizer: no lock, no network. Returns False (nothing kept) unless exit
+    cleanup is enabled.
+    """
+    if not _enabled:
+        return False
+    _adopted.append((kind, session_id, control_plane, timeout))
+    return True
+
+
 def cleanup_owned_sessions() -> list[str]:
-    """Stop every session this process still owns; return the ids that could not be deleted."""
+    """Stop every session this process still owns; return the ids that could not be deleted.
+
+    That is every owned client still alive, and the sessions of owned clients that were
+    garbage-collected without ``stop()`` while exit cleanup was enabled.
+    """
     with _lock:
         clients = list(_owned)
         timeout = _timeout
-    if not clients:
+    if not clients and not _adopted:
         return []
+    deadline = time.monotonic() + timeout
     left: list[str] = []
+    done: set[str] = set()
 
     def run() -> None:
         for client in clients:
             sid = client.session_id
+            if time.monotonic() >= deadline:
+                break
             try:
                 client.stop()
+                if sid:
+                    done.add(sid)
             except Exception as exc:
                 logger.error("exit cleanup could not delete session %s: %s", sid, exc)
                 if sid:
                     left.append(sid)
+        while _adopted and time.monotonic() < deadline:
+            kind, sid, control_plane, read_timeout = _adopted.popleft()
+            try:
+                control_plane.delete(kind, sid, timeout=read_timeout)
+                done.add(sid)
+            except Exception as exc:
+                logger.error("exit cleanup could not delete session %s: %s", sid, exc)
+                left.append(sid)
 
     worker = threading.Thread(target=run, name="agentcube-exit-cleanup", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        with _lock:
-            pending = [c.session_id for c in clients if c in _owned and c.session_id]
-        logger.error("exit cleanup timed out after %.1fs; sessions left: %s", timeout, pending)
-        return [sid for sid in pending if sid is not None]
+    try:
+        worker.start()
+    except RuntimeError:  # Python 3.12+ may refuse new threads at interpreter shutdown
+        run()
+    else:
+        worker.join(timeout)
+    pending = [c.session_id for c in clients if c.session_id and c.session_id not in done]
+    pending += [sid for _, sid, _, _ in list(_adopted)]
+    left = sorted(set(left) | {sid for sid in pending if sid is not None and sid not in done})
+    if left:
+        message = (
+            f"exit cleanup could not delete {len(left)} session(s) within {timeout:.1f}s; the "
+            f"sandboxes may still be running: {', '.join(left)}"
+        )
+        logger.error(message)
+        warnings.warn(message, ResourceWarning, stacklevel=2)
     return left
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    import signal
+
     cleanup_owned_sessions()
     previous = _previous_sigterm
     if callable(previous):

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from ._config import check_timeout
-from .auth import AuthProvider
+from .auth import AuthProvider, _check_bearer_token
 from .exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -69,6 +72,40 @@ class RetryPolicy:
 DEFAULT_RETRY = RetryPolicy()
 
 
+# One keep-alive connection pool for the whole process, shared by every client that was not
+# given a session: a new client (one per sandbox session) reuses the connections of the
+# clients before it instead of opening its own. Each client still has its own
+# requests.Session, so cookies never pass from one client to another.
+_POOL_MAXSIZE = 64  # idle connections kept per host; more concurrent requests still work
+_pool_lock = threading.Lock()
+_pool: HTTPAdapter | None = None
+
+
+def pooled_session() -> requests.Session:
+    """A new requests.Session (its own cookies) whose connections come from the process-wide
+    pool. A session client makes one, for both its control-plane and data-plane clients."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = HTTPAdapter(pool_maxsize=_POOL_MAXSIZE)
+        pool = _pool
+    session = requests.Session()
+    session.mount("https://", pool)
+    session.mount("http://", pool)
+    return session
+
+
+def _forget_pool() -> None:
+    """In a forked child: never share the parent's sockets; open new ones."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _never_sent(exc: requests.RequestException) -> bool:
     """True when the connection failed before any byte of the request could reach the server."""
     if isinstance(exc, requests.ConnectTimeout):
@@ -84,8 +121,8 @@ def _never_sent(exc: requests.RequestException) -> bool:
 class HTTPClient:
     """Sends requests to one service (one base URL) and maps failures to SDK errors.
 
-    ``session`` may be shared between several HTTPClients (one connection pool per host);
-    the HTTPClient closes it only if it created it.
+    Without ``session``, its connections come from the process-wide keep-alive pool (see
+    ``pooled_session``). A ``session`` given to it is the caller's: it is never closed here.
     """
 
     def __init__(
@@ -106,16 +143,17 @@ class HTTPClient:
         self.read_timeout = read
         self.connect_timeout = connect
         self.retry = retry or DEFAULT_RETRY
-        self._owns_session = session is None
-        self.session = session if session is not None else requests.Session()
+        self.session = session if session is not None else pooled_session()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
 
     def close(self) -> None:
-        """Close the connection pool if this client created it. Idempotent."""
-        if self._owns_session:
-            self.session.close()
+        """Release this client's connections. Idempotent.
+
+        Idle connections go back to the process-wide pool for the next client (responses are
+        released as they are read); a session given by the caller is left to the caller.
+        """
 
     def request(
         self,
@@ -151,7 +189,7 @@ class HTTPClient:
             if self._auth is not None:
                 token = self._auth.get_token()
                 if token:
-                    send_headers["Authorization"] = f"Bearer {token}"
+                    send_headers["Authorization"] = f"Bearer {_check_bearer_token(token)}"
             started = time.perf_counter()
             try:
                 response = self.session.request(
@@ -205,7 +243,7 @@ class ServiceClient:
     _http: HTTPClient
 
     def close(self) -> None:
-        """Close the connections this client opened. Idempotent."""
+        """Release this client's connections (to the process-wide pool). Idempotent."""
         self._http.close()
 
     def __enter__(self: _S) -> _S:

@@ -87,6 +87,7 @@ class AgentRuntimeClient(ManagedSessionClient):
             timeout=self._timeout,
             connect_timeout=self._connect_timeout,
             retry=self._retry,
+            session=self._http_session,
         )
 
     def _create_session(self) -> str:

@@ -7,7 +7,9 @@ Tokens never appear in ``repr()``, ``str()``, logs or error messages.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import threading
 import time
 from typing import Protocol, runtime_checkable
@@ -23,6 +25,26 @@ from .exceptions import (
 )
 
 __all__ = ["AuthProvider", "ServiceAccountAuth", "TokenAuth"]
+
+# Printable ASCII, no surrounding spaces: anything else would be refused (or mangled) by the
+# HTTP stack, whose error messages quote the header value, token included.
+_SENDABLE_TOKEN = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+
+
+def _check_bearer_token(token: str) -> str:
+    """Return ``token`` if it can be sent as ``Authorization: Bearer <token>``.
+
+    Raises:
+        InvalidArgumentError: it cannot (control characters, line breaks, non-ASCII, surrounding
+            spaces). The message never contains the token.
+    """
+    if not isinstance(token, str) or _SENDABLE_TOKEN.fullmatch(token) is None:
+        raise InvalidArgumentError(
+            "the auth provider returned a token that cannot be sent in an Authorization header "
+            "(only printable ASCII is allowed, without line breaks or surrounding spaces); "
+            "the token is not shown"
+        )
+    return token
 
 
 @runtime_checkable
@@ -48,7 +70,7 @@ class TokenAuth:
             raise InvalidArgumentError("TokenAuth needs a non-empty token string")
         if any(c in token for c in "\r\n\0"):
             raise InvalidArgumentError("the token must not contain line breaks or NUL")
-        self._token = token.strip()
+        self._token = _check_bearer_token(token.strip())
 
     def get_token(self) -> str:
         return self._token
@@ -182,8 +204,15 @@ class ServiceAccountAuth:
             return None, 0.0, "the answer is not a JSON object"
         token = body.get("access_token")
         if response.ok and isinstance(token, str) and token:
+            if _SENDABLE_TOKEN.fullmatch(token) is None:
+                return None, 0.0, "the access_token cannot be sent in an HTTP header"
             expires_in = body.get("expires_in")
-            lifetime = float(expires_in) if isinstance(expires_in, (int, float)) else 3600.0
+            try:
+                lifetime = float(expires_in) if isinstance(expires_in, (int, float)) else 3600.0
+            except OverflowError:  # an integer too large for a float
+                lifetime = 3600.0
+            if not math.isfinite(lifetime):  # NaN or Infinity would cache the token forever
+                lifetime = 3600.0
             return token, max(lifetime, 0.0), None
         # Only the standard error code is echoed: a description might repeat what we sent.
         code = body.get("error")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shlex
 from typing import Any
 
 from ._http import RetryPolicy
@@ -99,6 +98,7 @@ class CodeInterpreterClient(ManagedSessionClient):
             timeout=self._timeout,
             connect_timeout=self._connect_timeout,
             retry=self._retry,
+            session=self._http_session,
         )
         return self._dp
 
@@ -149,6 +149,8 @@ class CodeInterpreterClient(ManagedSessionClient):
         if not isinstance(code, str):
             raise InvalidArgumentError("code must be a string")
         interpreter, suffix = _LANGUAGES[language.lower()]
+        import shlex  # on first use: it would add 4% to `import agentcube`
+
         script = f"{_SCRIPT_DIR}/run-{secrets.token_hex(16)}{suffix}"
         dp = self.data_plane
         dp.write_file(code, script)

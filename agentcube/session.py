@@ -24,12 +24,14 @@ import warnings
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, TypeVar
 
+import requests
+
 from . import _config, _exit_cleanup
-from ._http import RetryPolicy
+from ._http import RetryPolicy, _never_sent, pooled_session
 from ._logging import enable_verbose_logging
 from .auth import AuthProvider, resolve_auth
 from .clients.control_plane import ControlPlaneClient
-from .exceptions import InvalidArgumentError, SessionError
+from .exceptions import APIConnectionError, InvalidArgumentError, SessionError
 from .kinds import ResourceKind
 
 logger = logging.getLogger(__name__)
@@ -127,6 +129,7 @@ class ManagedSessionClient(abc.ABC):
         self._retry = retry
         self._ttl = ttl
         self._metadata = metadata
+        self._http_session = pooled_session()  # for both planes: one requests.Session, not two
         self._router_url = _config.resolve_url(
             router_url, _config.ROUTER_URL_ENV, "router_url", required=True
         )
@@ -142,13 +145,18 @@ class ManagedSessionClient(abc.ABC):
                 auth=self._auth,
                 connect_timeout=self._connect_timeout,
                 retry=retry,
+                session=self._http_session,
             )
 
         if session_id is not None:
             self.session_id = session_id
             self._data_plane = self._open_data_plane(session_id)
             return
-        self.session_id = self._create_session()
+        try:
+            self.session_id = self._create_session()
+        except APIConnectionError as exc:
+            _say_maybe_created(exc)
+            raise
         self._ownership = _Ownership.OWNED
         _exit_cleanup.track(self)
         try:
@@ -257,7 +265,9 @@ class ManagedSessionClient(abc.ABC):
     def _delete_now(self) -> StopOutcome:
         assert self._control_plane is not None and self.session_id is not None
         try:
-            deleted = self._control_plane.delete(self.kind, self.session_id)
+            # A DELETE is idempotent and retried: it honours the client's read timeout, so a
+            # stalled WorkloadManager cannot hold stop() (or exit cleanup) for minutes.
+            deleted = self._control_plane.delete(self.kind, self.session_id, timeout=self._timeout)
         finally:
             self._close_control_plane()
         self._gone = self._finished = True
@@ -280,6 +290,8 @@ class ManagedSessionClient(abc.ABC):
             )
             logger.error(message)
             _add_note(cause, message)
+            # Notes need Python 3.11: a warning names the session on every version.
+            warnings.warn(message, ResourceWarning, stacklevel=4)
 
     def _close_data_plane(self) -> None:
         if self._data_plane is not None:
@@ -344,12 +356,33 @@ class ManagedSessionClient(abc.ABC):
             and not getattr(self, "_reported", True)
             and getattr(self, "session_id", None) is not None
         ):
+            fate = "the sandbox may still be running"
+            control_plane = getattr(self, "_control_plane", None)
+            sid = self.session_id
+            if (
+                control_plane is not None
+                and sid is not None
+                and _exit_cleanup.adopt(self.kind, sid, control_plane, self._timeout)
+            ):
+                fate = "exit cleanup will delete it when the process ends"
             warnings.warn(
                 f"{type(self).__name__} owning session {self.session_id} was garbage-collected "
-                "without stop(), delete() or detach(); the sandbox may still be running",
+                f"without stop(), delete() or detach(); {fate}",
                 ResourceWarning,
                 stacklevel=2,
             )
+
+
+def _say_maybe_created(exc: APIConnectionError) -> None:
+    """A create that got no answer may still have made a sandbox: say so in the message."""
+    cause = exc.__cause__
+    if isinstance(cause, requests.RequestException) and _never_sent(cause):
+        return  # the request never reached the server
+    exc.args = (
+        f"{exc}; the create may have reached the server, so a sandbox may be running that no "
+        "client can name (it ends with its ttl or the server's idle timeout)",
+        *exc.args[1:],
+    )
 
 
 def _add_note(exc: BaseException, note: str) -> None:

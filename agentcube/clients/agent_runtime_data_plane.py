@@ -19,6 +19,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["AgentRuntimeDataPlaneClient"]
 
+# The read timeout of a create (WorkloadManager POST or Router bootstrap): longer than the
+# 2 minutes after which the WorkloadManager answers 504 for a sandbox that is not ready.
+CREATE_READ_TIMEOUT = 150.0
+
 # A bare GET may be answered 4xx by the agent itself; the router's session header still counts.
 _BOOTSTRAP_OK = frozenset(range(400, 500))
 
@@ -83,8 +87,15 @@ class AgentRuntimeDataPlaneClient(RouterClient):
                 is NotFoundError) or failed (5xx).
             APIConnectionError: the router could not be reached.
         """
+        # The router creates the sandbox before it answers; like a create through the
+        # WorkloadManager, wait out its 2-minute bound: giving up earlier would leave a sandbox
+        # being created that no client can name.
         response = self._http.request(
-            "GET", self._prefix, ok_statuses=_BOOTSTRAP_OK, idempotent=False
+            "GET",
+            self._prefix,
+            ok_statuses=_BOOTSTRAP_OK,
+            idempotent=False,
+            timeout=max(self._http.read_timeout, CREATE_READ_TIMEOUT),
         )
         response.close()
         header = response.headers.get(SESSION_HEADER)

@@ -193,7 +193,10 @@ class CodeInterpreterDataPlaneClient(RouterClient):
             NotFoundError: no such file in the sandbox.
             APIConnectionError: the transfer broke off.
         """
-        subpath = "api/files/" + encode_subpath(_check_remote_path(remote_path), "remote_path")
+        encoded = encode_subpath(_check_remote_path(remote_path), "remote_path")
+        if not encoded:  # "/" or "//": "GET api/files/" would be a directory listing
+            raise InvalidArgumentError(f"remote_path {remote_path!r} names no file")
+        subpath = "api/files/" + encoded
         target = os.path.abspath(os.fspath(local_path))
         directory = os.path.dirname(target)
         if not os.path.isdir(directory):
@@ -294,6 +297,13 @@ def _check_remote_path(path: object) -> str:
         raise InvalidArgumentError("a remote path must be a non-empty string")
     if "\0" in path:
         raise InvalidArgumentError("a remote path must not contain NUL")
+    if not path.isascii():
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no URL or JSON text can carry it as is
+            raise InvalidArgumentError(
+                f"a remote path must be valid Unicode text, not {path!r}"
+            ) from None
     return path
 
 

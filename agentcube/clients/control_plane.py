@@ -119,10 +119,11 @@ class ControlPlaneClient(ServiceClient):
         logger.info("created %s session %s", kind.name, created.session_id)
         return created
 
-    def delete(self, kind: ResourceKind, session_id: str) -> bool:
+    def delete(self, kind: ResourceKind, session_id: str, *, timeout: float | None = None) -> bool:
         """Delete a session of any kind: ``DELETE /v1/<segment>/sessions/<id>``.
 
-        Retried on connection errors and 502/503/504 per the retry policy.
+        Retried on connection errors and 502/503/504 per the retry policy. ``timeout`` is the
+        read timeout of each attempt (default: this client's).
 
         Returns:
             True if this call deleted it, False if the server no longer had it (404).
@@ -137,6 +138,7 @@ class ControlPlaneClient(ServiceClient):
                 kind.session_path(session_id),
                 session_id=session_id,
                 session_scoped=True,
+                timeout=timeout,
             ).close()
         except SessionNotFoundError:
             logger.info("%s session %s was already gone", kind.name, session_id)

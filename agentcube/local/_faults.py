@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import random
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -32,6 +33,8 @@ class Fault:
         after: bool = False,
         times: int = 1,
         body: dict[str, Any] | None = None,
+        probability: float = 1.0,
+        seed: int | None = None,
     ) -> None:
         if not isinstance(method, str) or not method:
             raise ValueError("method must be an HTTP method or '*'")
@@ -53,6 +56,10 @@ class Fault:
             raise ValueError("give at least one of status=, delay= or drop=True")
         if body is not None and not isinstance(body, dict):
             raise ValueError("body must be a dict")
+        if isinstance(probability, bool) or not isinstance(probability, (int, float)):
+            raise ValueError("probability must be a number")
+        if not 0 < probability <= 1:
+            raise ValueError("probability must be in (0, 1]")
         self.method = method.upper()
         self.path = path
         self.status = status
@@ -61,6 +68,8 @@ class Fault:
         self.after = after
         self.times = times
         self.body = body
+        self.probability = float(probability)
+        self._rng = random.Random(seed)
         self._hits = 0
         self._lock = threading.Lock()
 
@@ -85,6 +94,8 @@ class Fault:
         with self._lock:
             if self._hits >= self.times:
                 return False
+            if self.probability < 1 and self._rng.random() >= self.probability:
+                return False
             self._hits += 1
             return True
 
@@ -96,6 +107,8 @@ class Fault:
             parts.append(f"delay={self.delay}")
         if self.drop:
             parts.append("drop=True" + (", after=True" if self.after else ""))
+        if self.probability < 1:
+            parts.append(f"probability={self.probability:g}")
         parts.append(f"hits={self.hits}/{self.times}")
         return f"Fault({', '.join(parts)})"
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from werkzeug.exceptions import BadRequest
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 if TYPE_CHECKING:
@@ -74,6 +75,13 @@ class ConnectionTracker:
                 pass
 
 
+class MalformedBody(BadRequest):
+    """The request body cannot be read as framed (a broken chunked encoding, say): 400."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+
+
 class _RequestBody(io.RawIOBase):
     """The request body: at most ``length`` bytes of ``raw`` (``None`` = until EOF)."""
 
@@ -92,7 +100,13 @@ class _RequestBody(io.RawIOBase):
             return 0
         if self._remaining is not None:
             view = view[: self._remaining]
-        count = int(self._raw.readinto(view) or 0)
+        try:
+            count = int(self._raw.readinto(view) or 0)
+        except (ConnectionError, TimeoutError):
+            raise
+        except (OSError, ValueError) as exc:  # e.g. werkzeug's "Invalid chunk header"
+            self._eof = True
+            raise MalformedBody(f"malformed request body: {exc}") from None
         if count == 0:
             self._eof = True
             return 0
@@ -195,6 +209,8 @@ class KeepAliveHandler(WSGIRequestHandler):
             body = _RequestBody(environ["wsgi.input"], None)
         else:
             length_header = self.headers.get("Content-Length")
+            if len(set(self.headers.get_all("Content-Length") or ())) > 1:
+                length_header = "conflicting"  # two different lengths: refuse, never guess
             try:
                 length = int(length_header) if length_header is not None else 0
                 if length < 0:

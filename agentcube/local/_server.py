@@ -302,6 +302,8 @@ class LocalAgentCube:
         after: bool = False,
         times: int = 1,
         body: dict[str, Any] | None = None,
+        probability: float = 1.0,
+        seed: int | None = None,
     ) -> Fault:
         """Make the next ``times`` requests matching ``method`` and the glob ``path`` misbehave.
 
@@ -309,6 +311,8 @@ class LocalAgentCube:
         ``delay``: sleep first; if the client has gone meanwhile, drop the request unhandled.
         ``drop``: close the connection without answering, action not done;
         ``drop`` + ``after``: do the action, then close the connection without answering.
+        ``probability``: each matching request is hit with this probability (drawn from a
+        ``random.Random(seed)``), until the fault has fired ``times`` times.
         """
         return self._faults.add(
             Fault(
@@ -320,6 +324,8 @@ class LocalAgentCube:
                 after=after,
                 times=times,
                 body=body,
+                probability=probability,
+                seed=seed,
             )
         )
 

@@ -6,6 +6,7 @@ import hmac
 import json
 from typing import IO, Any
 
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 from werkzeug.wrappers import Request, Response
 
 SESSION_HEADER = "x-agentcube-session-id"
@@ -63,7 +64,12 @@ def read_json_object(request: Request, limit: int, too_large_status: int = 400) 
     length = request.content_length
     if length is not None and length > limit:
         raise BadBody(f"request body too large (limit {limit} bytes)", too_large_status)
-    data = read_limited(request.stream, limit)
+    try:
+        data = read_limited(request.stream, limit)
+    except ClientDisconnected:
+        raise BadBody("the request body ended before its Content-Length") from None
+    except HTTPException as exc:  # e.g. a broken chunked encoding
+        raise BadBody(exc.description or "the request body could not be read") from None
     if data is None:
         raise BadBody(f"request body too large (limit {limit} bytes)", too_large_status)
     if not data.strip():

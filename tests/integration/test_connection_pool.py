@@ -1,0 +1,47 @@
+"""The process-wide keep-alive pool: clients one after another reuse one connection per service."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentcube import AgentRuntimeClient, CodeInterpreterClient, _http
+from agentcube.local import LocalAgentCube
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def fresh_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty pool for this test (the pool of the other tests is left as it was)."""
+    monkeypatch.setattr(_http, "_pool", None)
+
+
+def test_successive_clients_share_one_connection_per_service(
+    cube: LocalAgentCube, urls: dict[str, str], fresh_pool: None
+) -> None:
+    cube.reset_counters()
+    for _ in range(3):
+        with CodeInterpreterClient(**urls) as ci:
+            assert ci.run_code("python", "print(6 * 7)") == "42\n"
+        with AgentRuntimeClient("echo-agent", **urls) as agent:
+            agent.invoke({"n": 1})
+    assert cube.connections_accepted() == {"workload_manager": 1, "router": 1}
+
+
+def test_each_client_has_its_own_cookies_but_not_its_own_pool(
+    urls: dict[str, str], fresh_pool: None
+) -> None:
+    with CodeInterpreterClient(**urls) as a, CodeInterpreterClient(**urls) as b:
+        a.data_plane._http.session.cookies.set("affinity", "a")
+        assert "affinity" not in b.data_plane._http.session.cookies
+        assert a.data_plane._http.session is not b.data_plane._http.session
+        assert a.data_plane._http.session.get_adapter(
+            urls["router_url"]
+        ) is b.data_plane._http.session.get_adapter(urls["router_url"])
+
+
+def test_a_forked_child_does_not_share_the_parents_sockets(fresh_pool: None) -> None:
+    parent = _http.pooled_session().get_adapter("http://127.0.0.1")
+    _http._forget_pool()  # what os.register_at_fork runs in the child
+    child = _http.pooled_session().get_adapter("http://127.0.0.1")
+    assert child is not parent
