@@ -34,7 +34,7 @@ DEFAULT_COMMAND_TIMEOUT = 60.0
 # The HTTP read timeout of api/execute is the command's own timeout plus this margin, so that
 # the server always answers (exit code 124) before the client gives up.
 _EXECUTE_MARGIN = 30.0
-_CHUNK = 256 * 1024
+_CHUNK = 1024 * 1024  # per read and write: large enough that syscalls do not dominate
 
 
 class CodeInterpreterDataPlaneClient(RouterClient):
