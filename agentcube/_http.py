@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import requests
 from requests.adapters import HTTPAdapter
 
-from ._config import check_timeout
-from .auth import AuthProvider, _check_bearer_token
+from ._config import check_timeout, resolve_url
+from .auth import AuthProvider, _check_bearer_token, resolve_auth
 from .exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -241,6 +241,31 @@ class ServiceClient:
     """Base of the per-service clients: owns one HTTPClient; closeable, a context manager."""
 
     _http: HTTPClient
+
+    def _connect(
+        self,
+        url: str | None,
+        env_var: str,
+        arg_name: str,
+        *,
+        auth: AuthProvider | None,
+        auth_token: str | None,
+        timeout: float,
+        connect_timeout: float,
+        retry: RetryPolicy | None,
+        session: requests.Session | None,
+    ) -> None:
+        """Resolve the service URL (argument, then env var) and the credentials; no request."""
+        base_url = resolve_url(url, env_var, arg_name, required=True)
+        assert base_url is not None
+        self._http = HTTPClient(
+            base_url,
+            auth=resolve_auth(auth, auth_token),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            retry=retry,
+            session=session,
+        )
 
     def close(self) -> None:
         """Release this client's connections (to the process-wide pool). Idempotent."""

@@ -83,11 +83,7 @@ class AgentRuntimeClient(ManagedSessionClient):
             self.namespace,
             self._router_url,
             session_id,
-            auth=self._auth,
-            timeout=self._timeout,
-            connect_timeout=self._connect_timeout,
-            retry=self._retry,
-            session=self._http_session,
+            **self._service_options,
         )
 
     def _create_session(self) -> str:

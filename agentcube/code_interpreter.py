@@ -94,11 +94,7 @@ class CodeInterpreterClient(ManagedSessionClient):
             self._router_url,
             self.namespace,
             self.name,
-            auth=self._auth,
-            timeout=self._timeout,
-            connect_timeout=self._connect_timeout,
-            retry=self._retry,
-            session=self._http_session,
+            **self._service_options,
         )
         return self._dp
 

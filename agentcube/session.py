@@ -179,6 +179,18 @@ class ManagedSessionClient(abc.ABC):
         )
         return created.session_id
 
+    @property
+    def _service_options(self) -> dict[str, Any]:
+        """Keyword arguments for a service client (see :mod:`agentcube.clients`) that shares this
+        client's credentials, timeouts, retry policy and connections."""
+        return {
+            "auth": self._auth,
+            "timeout": self._timeout,
+            "connect_timeout": self._connect_timeout,
+            "retry": self._retry,
+            "session": self._http_session,
+        }
+
     @classmethod
     def _creates_through_control_plane(cls) -> bool:
         return cls._create_session is ManagedSessionClient._create_session

@@ -6,9 +6,9 @@ from urllib.parse import quote
 
 import requests
 
-from .._config import ROUTER_URL_ENV, check_name, check_namespace, resolve_url
-from .._http import SESSION_HEADER, HTTPClient, RetryPolicy, ServiceClient
-from ..auth import AuthProvider, resolve_auth
+from .._config import ROUTER_URL_ENV, check_name, check_namespace
+from .._http import SESSION_HEADER, RetryPolicy, ServiceClient
+from ..auth import AuthProvider
 from ..exceptions import InvalidArgumentError
 from ..kinds import ResourceKind
 
@@ -33,11 +33,12 @@ class RouterClient(ServiceClient):
         self.kind = kind
         self.name = check_name(name, "name")
         self.namespace = check_namespace(namespace)
-        url = resolve_url(router_url, ROUTER_URL_ENV, "router_url", required=True)
-        assert url is not None
-        self._http = HTTPClient(
-            url,
-            auth=resolve_auth(auth, auth_token),
+        self._connect(
+            router_url,
+            ROUTER_URL_ENV,
+            "router_url",
+            auth=auth,
+            auth_token=auth_token,
             timeout=timeout,
             connect_timeout=connect_timeout,
             retry=retry,

@@ -13,10 +13,9 @@ from .._config import (
     check_namespace,
     check_server_session_id,
     check_session_id,
-    resolve_url,
 )
-from .._http import HTTPClient, RetryPolicy, ServiceClient
-from ..auth import AuthProvider, resolve_auth
+from .._http import RetryPolicy, ServiceClient
+from ..auth import AuthProvider
 from ..exceptions import InvalidArgumentError, SessionError, SessionNotFoundError
 from ..kinds import CODE_INTERPRETER, ResourceKind
 
@@ -54,13 +53,12 @@ class ControlPlaneClient(ServiceClient):
         retry: RetryPolicy | None = None,
         session: requests.Session | None = None,
     ) -> None:
-        url = resolve_url(
-            workload_manager_url, WORKLOAD_MANAGER_URL_ENV, "workload_manager_url", required=True
-        )
-        assert url is not None
-        self._http = HTTPClient(
-            url,
-            auth=resolve_auth(auth, auth_token),
+        self._connect(
+            workload_manager_url,
+            WORKLOAD_MANAGER_URL_ENV,
+            "workload_manager_url",
+            auth=auth,
+            auth_token=auth_token,
             timeout=timeout,
             connect_timeout=connect_timeout,
             retry=retry,
