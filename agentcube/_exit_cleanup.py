@@ -37,6 +37,18 @@ _previous_sigterm: Any = None
 _adopted: deque[tuple[ResourceKind, str, ControlPlaneClient, float]] = deque()
 
 
+def _forget_in_child() -> None:
+    """A forked child owns none of its parent's sessions: its cleanup must never touch them."""
+    global _owned, _adopted, _lock
+    _owned = weakref.WeakSet()
+    _adopted = deque()
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def track(client: ManagedSessionClient) -> None:
     with _lock:
         _owned.add(client)
@@ -106,14 +118,16 @@ def cleanup_owned_sessions() -> list[str]:
     left: list[str] = []
     done: set[str] = set()
 
+    from .session import StopOutcome
+
     def run() -> None:
         for client in clients:
             sid = client.session_id
             if time.monotonic() >= deadline:
                 break
             try:
-                client.stop()
-                if sid:
+                outcome = client.stop()
+                if sid and outcome is not StopOutcome.LEFT_RUNNING:
                     done.add(sid)
             except Exception as exc:
                 logger.error("exit cleanup could not delete session %s: %s", sid, exc)

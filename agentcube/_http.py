@@ -6,6 +6,7 @@ timeouts, the retry policy and the mapping of failures to :mod:`agentcube.except
 
 from __future__ import annotations
 
+import json as _json
 import logging
 import math
 import os
@@ -31,7 +32,6 @@ from .exceptions import (
 logger = logging.getLogger(__name__)
 _S = TypeVar("_S", bound="ServiceClient")
 
-SESSION_HEADER = "x-agentcube-session-id"
 USER_AGENT = "agentcube-sdk-python/0.1.0"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -96,10 +96,19 @@ def pooled_session() -> requests.Session:
 
 
 def _forget_pool() -> None:
-    """In a forked child: never share the parent's sockets; open new ones."""
-    global _pool, _pool_lock
-    _pool = None
+    """In a forked child: never share the parent's sockets; open new ones.
+
+    Clients made before the fork keep the adapter they mounted, so the adapter itself gets a
+    new, empty pool (the parent's sockets are left alone, not closed: they are the parent's).
+    """
+    global _pool_lock
     _pool_lock = threading.Lock()
+    if _pool is not None:
+        _pool.init_poolmanager(
+            getattr(_pool, "_pool_connections", 10),
+            getattr(_pool, "_pool_maxsize", _POOL_MAXSIZE),
+            getattr(_pool, "_pool_block", False),
+        )
 
 
 if hasattr(os, "register_at_fork"):
@@ -148,13 +157,6 @@ class HTTPClient:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
 
-    def close(self) -> None:
-        """Release this client's connections. Idempotent.
-
-        Idle connections go back to the process-wide pool for the next client (responses are
-        released as they are read); a session given by the caller is left to the caller.
-        """
-
     def request(
         self,
         method: str,
@@ -178,6 +180,11 @@ class HTTPClient:
         """
         url = self.base_url + path
         send_headers: dict[str, str] = {"User-Agent": USER_AGENT}
+        if json is not None:
+            # Serialised here, not by requests, so that a bad payload is a ValueError before
+            # anything is sent (requests reports NaN as a transport error and objects as TypeError).
+            data = encode_json(json)
+            send_headers["Content-Type"] = "application/json"
         if headers:
             send_headers.update(headers)
         read_timeout = self.read_timeout if timeout is None else timeout
@@ -195,13 +202,14 @@ class HTTPClient:
                 response = self.session.request(
                     method,
                     url,
-                    json=json,
                     data=data,
                     params=params,
                     headers=send_headers,
                     timeout=(self.connect_timeout, read_timeout),
                     stream=stream,
                 )
+            except _NOT_TRANSPORT as exc:
+                raise InvalidArgumentError(f"{method} {url}: {type(exc).__name__}") from exc
             except requests.RequestException as exc:
                 retryable = idempotent or _never_sent(exc)
                 if retryable and attempt < self.retry.max_attempts:
@@ -268,14 +276,33 @@ class ServiceClient:
         )
 
     def close(self) -> None:
-        """Release this client's connections (to the process-wide pool). Idempotent."""
-        self._http.close()
+        """Kept for compatibility; nothing to release. Connections are pooled per process and
+        go back to the pool as soon as each response is read, so other clients reuse them."""
 
     def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# Errors requests raises for what it was given, before any byte is sent: not transport errors.
+_NOT_TRANSPORT = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidJSONError,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.URLRequired,
+)
+
+
+def encode_json(payload: Any) -> bytes:
+    """Serialise a JSON body as requests would; InvalidArgumentError if it cannot be JSON."""
+    try:
+        return _json.dumps(payload, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"the payload cannot be sent as JSON: {exc}") from exc
 
 
 def _transport_error(

@@ -15,15 +15,14 @@ from .session import ManagedSessionClient
 
 __all__ = ["CodeInterpreterClient"]
 
-# language -> (interpreter argv, file suffix)
-_LANGUAGES: dict[str, tuple[list[str], str]] = {
-    "python": (["python3"], ".py"),
-    "py": (["python3"], ".py"),
-    "python3": (["python3"], ".py"),
-    "bash": (["bash"], ".sh"),
-    "sh": (["sh"], ".sh"),
+# language -> the interpreter, reading its program from standard input
+_LANGUAGES: dict[str, str] = {
+    "python": "python3 -",
+    "py": "python3 -",
+    "python3": "python3 -",
+    "bash": "bash -s",
+    "sh": "sh -s",
 }
-_SCRIPT_DIR = ".agentcube"
 
 
 class CodeInterpreterClient(ManagedSessionClient):
@@ -130,9 +129,11 @@ class CodeInterpreterClient(ManagedSessionClient):
     def run_code(self, language: str, code: str, timeout: float | None = None) -> str:
         """Run ``code`` in ``language`` (python, py, python3, bash, sh) and return its stdout.
 
-        The code is written to a file in the sandbox and run from there (two requests), so
-        quoting and length do not matter. Each call is a fresh process: variables do not
-        survive between calls; files do.
+        The code is written to a file in the sandbox, then run from it (two requests), so
+        quoting and length do not matter; the file is removed before the code starts, so nothing
+        is left behind, and the working directory is the workspace (Python imports modules you
+        wrote there). Each call is a fresh process: variables do not survive between calls;
+        files do.
 
         Raises:
             ValueError: unsupported language (nothing is sent).
@@ -144,14 +145,13 @@ class CodeInterpreterClient(ManagedSessionClient):
             )
         if not isinstance(code, str):
             raise InvalidArgumentError("code must be a string")
-        interpreter, suffix = _LANGUAGES[language.lower()]
-        import shlex  # on first use: it would add 4% to `import agentcube`
-
-        script = f"{_SCRIPT_DIR}/run-{secrets.token_hex(16)}{suffix}"
+        interpreter = _LANGUAGES[language.lower()]
+        script = f".agentcube-run-{secrets.token_hex(16)}"
         dp = self.data_plane
         dp.write_file(code, script)
-        # Run the script, then remove it, keeping the script's exit code.
-        wrapper = f'{shlex.join(interpreter)} "$1"; s=$?; rm -f "$1"; exit $s'
+        # Open the script, unlink it, and feed it to the interpreter on stdin: even a run killed
+        # by its timeout leaves no file, and the interpreter's cwd is the workspace.
+        wrapper = f'exec 3<"$1" && rm -f -- "$1" && exec {interpreter} <&3'
         argv = ["sh", "-c", wrapper, "sh", script]
         result = dp.execute(argv, timeout)
         if result.exit_code != 0:

@@ -31,6 +31,8 @@ from typing import Any
 
 import requests
 
+SESSION_HEADER = "x-agentcube-session-id"
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -180,6 +182,17 @@ def _server_message(response: requests.Response) -> str | None:
     return None
 
 
+def _answered_by_service(response: requests.Response) -> bool:
+    """A WorkloadManager or Router error (JSON message), not a sandbox's forwarded answer."""
+    if SESSION_HEADER in response.headers:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and ("message" in body or "error" in body)
+
+
 def error_from_response(
     response: requests.Response,
     *,
@@ -188,8 +201,9 @@ def error_from_response(
 ) -> APIError:
     """Build the error for an HTTP error response (status >= 400).
 
-    ``session_scoped`` marks requests that name a session, where 404 means the session is gone
-    (:class:`SessionNotFoundError`) rather than some other missing thing.
+    ``session_scoped`` marks requests that name a session. There a 404 means the session is
+    gone (:class:`SessionNotFoundError`) when the service itself answered it (a JSON error body)
+    rather than the sandbox behind the router (whose answers carry the session header).
     """
     status = response.status_code
     server_message = _server_message(response)
@@ -200,7 +214,7 @@ def error_from_response(
         token = sent.partition(" ")[2] if sent.startswith("Bearer ") else sent
         if token and token in server_message:
             server_message = server_message.replace(token, "[secure]")
-    if status == 404 and session_scoped:
+    if status == 404 and session_scoped and _answered_by_service(response):
         cls: type[APIError] = SessionNotFoundError
     elif status >= 500:
         cls = ServerError

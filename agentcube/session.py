@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import enum
 import logging
+import os
 import threading
 import warnings
 from types import TracebackType
@@ -51,9 +52,12 @@ class StopOutcome(str, enum.Enum):
     KEPT = "kept"
     """The session was attached or detached, and the kind's policy keeps it running."""
     LEFT_RUNNING = "left_running"
-    """Owned, but no WorkloadManager URL is configured to delete it; a warning names its id."""
+    """To be deleted, but no WorkloadManager URL is configured; a warning names its id."""
     NOTHING_TO_DO = "nothing_to_do"
     """This client had already finished with its session; no request was sent."""
+
+    def __str__(self) -> str:  # the same on every Python version (3.11 changed str-mixin enums)
+        return self.value
 
 
 class _Ownership(enum.Enum):
@@ -110,6 +114,7 @@ class ManagedSessionClient(abc.ABC):
         self._finished = False  # stop() has done what the policy asks; nothing more to do
         self._gone = False  # the session is deleted (or the server no longer had it)
         self._reported = False  # a warning already named a session left running
+        self._pid = os.getpid()  # a forked child must not adopt its parent's sessions
         self._data_plane: _Closeable | None = None
         self._control_plane: ControlPlaneClient | None = None
         self.session_id = None
@@ -137,7 +142,12 @@ class ManagedSessionClient(abc.ABC):
             workload_manager_url,
             _config.WORKLOAD_MANAGER_URL_ENV,
             "workload_manager_url",
-            required=session_id is None and self._creates_through_control_plane(),
+            # Needed to create, and to honour a policy that deletes attached sessions.
+            required=(
+                self.delete_attached_on_stop
+                if session_id is not None
+                else self._creates_through_control_plane()
+            ),
         )
         if wm_url is not None:
             self._control_plane = ControlPlaneClient(
@@ -228,7 +238,6 @@ class ManagedSessionClient(abc.ABC):
                     return StopOutcome.LEFT_RUNNING
                 return self._delete_now()
             self._finished = True
-            self._close_control_plane()
             logger.debug("kept %s session %s (not owned)", self.kind.name, self.session_id)
             return StopOutcome.KEPT
 
@@ -276,12 +285,9 @@ class ManagedSessionClient(abc.ABC):
 
     def _delete_now(self) -> StopOutcome:
         assert self._control_plane is not None and self.session_id is not None
-        try:
-            # A DELETE is idempotent and retried: it honours the client's read timeout, so a
-            # stalled WorkloadManager cannot hold stop() (or exit cleanup) for minutes.
-            deleted = self._control_plane.delete(self.kind, self.session_id, timeout=self._timeout)
-        finally:
-            self._close_control_plane()
+        # A DELETE is idempotent and retried: it honours the client's read timeout, so a
+        # stalled WorkloadManager cannot hold stop() (or exit cleanup) for minutes.
+        deleted = self._control_plane.delete(self.kind, self.session_id, timeout=self._timeout)
         self._gone = self._finished = True
         _exit_cleanup.untrack(self)
         return StopOutcome.DELETED if deleted else StopOutcome.ALREADY_GONE
@@ -306,12 +312,15 @@ class ManagedSessionClient(abc.ABC):
             warnings.warn(message, ResourceWarning, stacklevel=4)
 
     def _close_data_plane(self) -> None:
+        # Best effort: a data plane that fails to close must not keep the session from being
+        # deleted (or every later stop() would fail the same way).
         if self._data_plane is not None:
-            self._data_plane.close()
-
-    def _close_control_plane(self) -> None:
-        if self._control_plane is not None:
-            self._control_plane.close()
+            try:
+                self._data_plane.close()
+            except Exception as exc:
+                logger.warning(
+                    "closing the data plane of session %s failed: %s", self.session_id, exc
+                )
 
     def _warn_left_running(self) -> None:
         self._reported = True
@@ -374,6 +383,7 @@ class ManagedSessionClient(abc.ABC):
             if (
                 control_plane is not None
                 and sid is not None
+                and getattr(self, "_pid", None) == os.getpid()
                 and _exit_cleanup.adopt(self.kind, sid, control_plane, self._timeout)
             ):
                 fate = "exit cleanup will delete it when the process ends"
@@ -388,8 +398,8 @@ class ManagedSessionClient(abc.ABC):
 def _say_maybe_created(exc: APIConnectionError) -> None:
     """A create that got no answer may still have made a sandbox: say so in the message."""
     cause = exc.__cause__
-    if isinstance(cause, requests.RequestException) and _never_sent(cause):
-        return  # the request never reached the server
+    if not isinstance(cause, requests.RequestException) or _never_sent(cause):
+        return  # the create request itself never reached the server
     exc.args = (
         f"{exc}; the create may have reached the server, so a sandbox may be running that no "
         "client can name (it ends with its ttl or the server's idle timeout)",

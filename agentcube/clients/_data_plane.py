@@ -7,9 +7,9 @@ from urllib.parse import quote
 import requests
 
 from .._config import ROUTER_URL_ENV, check_name, check_namespace
-from .._http import SESSION_HEADER, RetryPolicy, ServiceClient
+from .._http import RetryPolicy, ServiceClient
 from ..auth import AuthProvider
-from ..exceptions import InvalidArgumentError
+from ..exceptions import SESSION_HEADER, InvalidArgumentError
 from ..kinds import ResourceKind
 
 

@@ -9,9 +9,9 @@ from urllib.parse import quote
 import requests
 
 from .._config import check_server_session_id, check_session_id, check_timeout
-from .._http import SESSION_HEADER, RetryPolicy
+from .._http import RetryPolicy
 from ..auth import AuthProvider
-from ..exceptions import InvalidArgumentError, SessionError, error_from_response
+from ..exceptions import SESSION_HEADER, InvalidArgumentError, SessionError, error_from_response
 from ..kinds import AGENT_RUNTIME
 from ._data_plane import RouterClient
 
@@ -23,8 +23,9 @@ __all__ = ["AgentRuntimeDataPlaneClient"]
 # 2 minutes after which the WorkloadManager answers 504 for a sandbox that is not ready.
 CREATE_READ_TIMEOUT = 150.0
 
-# A bare GET may be answered 4xx by the agent itself; the router's session header still counts.
-_BOOTSTRAP_OK = frozenset(range(400, 500))
+# A bare GET may be answered 4xx or 5xx by the agent itself: the session exists all the same,
+# and the router's session header names it.
+_BOOTSTRAP_OK = frozenset(range(400, 600))
 
 
 class AgentRuntimeDataPlaneClient(RouterClient):
@@ -79,12 +80,13 @@ class AgentRuntimeDataPlaneClient(RouterClient):
         """Create a session with a bare ``GET invocations/`` and return its id.
 
         The id is read from the ``x-agentcube-session-id`` header, also when the agent answered
-        4xx for that path. Not retried once sent (a retry could create a second session).
+        4xx or 5xx for that path (the session exists all the same). Not retried once sent (a
+        retry could create a second session).
 
         Raises:
             SessionError: a success answer without a valid session id.
-            APIError: the router refused (4xx without a session header, e.g. an unknown agent
-                is NotFoundError) or failed (5xx).
+            APIError: the router refused or failed without opening a session (no session
+                header; an unknown agent is NotFoundError).
             APIConnectionError: the router could not be reached.
         """
         # The router creates the sandbox before it answers; like a create through the
@@ -131,6 +133,7 @@ class AgentRuntimeDataPlaneClient(RouterClient):
             headers=self._headers,
             timeout=check_timeout(timeout, "timeout"),
             session_id=self.session_id,
+            session_scoped=True,
         )
         try:
             return response.json()

@@ -87,9 +87,16 @@ class CodeInterpreterDataPlaneClient(RouterClient):
         extra_headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> requests.Response:
+        # A 404 the router answers itself means the session is gone (SessionNotFoundError); a
+        # 404 the sandbox answers (no such file) stays a NotFoundError.
         headers = {**self._headers, **extra_headers} if extra_headers else self._headers
         return self._http.request(
-            method, self._prefix + subpath, headers=headers, session_id=self.session_id, **kwargs
+            method,
+            self._prefix + subpath,
+            headers=headers,
+            session_id=self.session_id,
+            session_scoped=True,
+            **kwargs,
         )
 
     def execute(
@@ -140,7 +147,6 @@ class CodeInterpreterDataPlaneClient(RouterClient):
             "api/execute",
             json=body.model_dump(exclude_none=True),
             timeout=seconds + _EXECUTE_MARGIN,
-            session_scoped=True,
         )
         try:
             return ExecuteResponse.model_validate(response.json())

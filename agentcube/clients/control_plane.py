@@ -16,13 +16,24 @@ from .._config import (
 )
 from .._http import RetryPolicy, ServiceClient
 from ..auth import AuthProvider
-from ..exceptions import InvalidArgumentError, SessionError, SessionNotFoundError
+from ..exceptions import InvalidArgumentError, SessionError, error_from_response
 from ..kinds import CODE_INTERPRETER, ResourceKind
 
 if TYPE_CHECKING:
     from ..models import CreateSessionResponse
 
 logger = logging.getLogger(__name__)
+
+_NOT_FOUND = frozenset({404})
+
+
+def _is_workload_manager_error(response: requests.Response) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("message"), str)
+
 
 __all__ = ["ControlPlaneClient"]
 
@@ -130,15 +141,19 @@ class ControlPlaneClient(ServiceClient):
             APIError / APIConnectionError: the delete failed; the session may still exist.
         """
         check_session_id(session_id)
-        try:
-            self._http.request(
-                "DELETE",
-                kind.session_path(session_id),
-                session_id=session_id,
-                session_scoped=True,
-                timeout=timeout,
-            ).close()
-        except SessionNotFoundError:
+        response = self._http.request(
+            "DELETE",
+            kind.session_path(session_id),
+            session_id=session_id,
+            timeout=timeout,
+            ok_statuses=_NOT_FOUND,
+        )
+        response.close()
+        if response.status_code == 404:
+            # Only the WorkloadManager's own answer ({"message": ...}) means "already gone"; a
+            # 404 from anything else (a router or proxy at that URL) must not drop the session.
+            if not _is_workload_manager_error(response):
+                raise error_from_response(response, session_id=session_id)
             logger.info("%s session %s was already gone", kind.name, session_id)
             return False
         logger.info("deleted %s session %s", kind.name, session_id)

@@ -36,7 +36,7 @@ def test_create_then_stop_deletes_on_the_server(cube: LocalAgentCube, urls: dict
 
 def test_run_python_and_bash(ci: CodeInterpreterClient) -> None:
     assert ci.run_code("python", "print(6 * 7)") == "42\n"
-    assert ci.run_code("py", "import sys; print(sys.argv[0].endswith('.py'))") == "True\n"
+    assert ci.run_code("py", "import sys; print(sys.version_info[0])") == "3\n"
     assert ci.run_code("bash", 'x=5; echo "$((x * 3))"') == "15\n"
     assert ci.run_code("sh", "printf '%s' \"it's\"") == "it's"
 
@@ -45,6 +45,17 @@ def test_run_code_quoting_and_length_are_no_issue(ci: CodeInterpreterClient) -> 
     body = "s = 0\n" + "".join(f"s += {i}  # '\"$`\\\n" for i in range(20000)) + "print(s)\n"
     assert len(body) > 200_000
     assert ci.run_code("python3", body) == f"{sum(range(20000))}\n"
+
+
+def test_run_code_imports_workspace_modules_and_leaves_no_script(
+    ci: CodeInterpreterClient,
+) -> None:
+    ci.write_file("def triple(x):\n    return 3 * x\n", "helpers.py")
+    assert ci.run_code("python", "from helpers import triple\nprint(triple(14))") == "42\n"
+    with pytest.raises(CommandExecutionError):
+        ci.run_code("python", "import time; time.sleep(30)", timeout=0.5)
+    names = {f["name"] for f in ci.list_files(".")} - {"__pycache__"}
+    assert names == {"helpers.py"}
 
 
 def test_second_run_sees_files_not_variables(ci: CodeInterpreterClient) -> None:

@@ -41,7 +41,9 @@ def test_each_client_has_its_own_cookies_but_not_its_own_pool(
 
 
 def test_a_forked_child_does_not_share_the_parents_sockets(fresh_pool: None) -> None:
-    parent = _http.pooled_session().get_adapter("http://127.0.0.1")
+    before_fork = _http.pooled_session()  # a client made before the fork keeps its session
+    parent_pool = before_fork.get_adapter("http://127.0.0.1").poolmanager
     _http._forget_pool()  # what os.register_at_fork runs in the child
-    child = _http.pooled_session().get_adapter("http://127.0.0.1")
-    assert child is not parent
+    assert before_fork.get_adapter("http://127.0.0.1").poolmanager is not parent_pool
+    after_fork = _http.pooled_session().get_adapter("http://127.0.0.1").poolmanager
+    assert after_fork is not parent_pool

@@ -59,12 +59,22 @@ def test_bootstrap_takes_id_from_header_whatever_the_agent_answered(cube, make_a
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
-def test_bootstrap_5xx_raises_server_error_and_is_not_retried(cube, make_ar, status):
-    boot = cube.bootstrap("ar-1", status=status, json={"error": "router down"})
+def test_bootstrap_5xx_without_session_header_raises_and_is_not_retried(cube, make_ar, status):
+    boot = cube.bootstrap("", status=status, json={"error": "router down"})
     with pytest.raises(ServerError) as info:
         make_ar(retry=RetryPolicy(max_attempts=5, backoff=0))
     assert info.value.status_code == status
     assert boot.call_count == 1  # a retried bootstrap could create a second session
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_bootstrap_5xx_with_session_header_owns_the_session(cube, make_ar, status):
+    # The agent failed its bare GET, but the router opened a session: it must not be lost.
+    boot = cube.bootstrap("ar-5xx", status=status, json={"error": "agent crashed"})
+    ar = make_ar(retry=RetryPolicy(max_attempts=5, backoff=0))
+    assert ar.session_id == "ar-5xx"
+    assert ar.owns_session
+    assert boot.call_count == 1
 
 
 def test_bootstrap_connection_error_after_send_is_not_retried(requests_mock, make_ar):

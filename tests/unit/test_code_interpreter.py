@@ -207,16 +207,16 @@ def test_execute_is_not_retried_on_503(ci, requests_mock):
 
 
 @pytest.mark.parametrize(
-    ("language", "interpreter", "suffix"),
+    ("language", "interpreter"),
     [
-        ("python", "python3", ".py"),
-        ("py", "python3", ".py"),
-        ("python3", "python3", ".py"),
-        ("bash", "bash", ".sh"),
-        ("sh", "sh", ".sh"),
+        ("python", "python3"),
+        ("py", "python3"),
+        ("python3", "python3"),
+        ("bash", "bash"),
+        ("sh", "sh"),
     ],
 )
-def test_run_code_writes_a_file_then_executes_it(ci, requests_mock, language, interpreter, suffix):
+def test_run_code_writes_a_file_then_executes_it(ci, requests_mock, language, interpreter):
     code = "print('quotes \"and\" $vars `ticks`')\nprint(6 * 7)\n"
     files = requests_mock.post(PREFIX + "api/files", json={"path": "x", "size": 1})
     execute = requests_mock.post(PREFIX + "api/execute", json=_execute_result("42\n"))
@@ -229,7 +229,6 @@ def test_run_code_writes_a_file_then_executes_it(ci, requests_mock, language, in
     ]
     written = files.last_request.json()
     assert base64.b64decode(written["content"]).decode("utf-8") == code
-    assert written["path"].endswith(suffix)
     assert files.last_request.headers[HEADER] == "ci-1"
 
     command = execute.last_request.json()["command"]
@@ -369,12 +368,30 @@ def test_failed_download_leaves_no_partial_file(ci, requests_mock, tmp_path, exi
 
 
 def test_download_missing_file_is_not_found(ci, requests_mock, tmp_path):
-    requests_mock.get(PREFIX + "api/files/nope.txt", status_code=404, json={"error": "no file"})
+    # The sandbox's own 404, forwarded by the router with the session header (the contract).
+    requests_mock.get(
+        PREFIX + "api/files/nope.txt",
+        status_code=404,
+        json={"error": "no file"},
+        headers={"x-agentcube-session-id": ci.session_id},
+    )
     target = tmp_path / "nope.txt"
     with pytest.raises(NotFoundError) as info:
         ci.download_file("nope.txt", target)
     assert info.value.status_code == 404
     assert not isinstance(info.value, SessionNotFoundError)  # the file is missing, not the session
+    assert os.listdir(tmp_path) == []
+
+
+def test_router_404_without_session_header_means_the_session_is_gone(ci, requests_mock, tmp_path):
+    # The router answers an unknown session itself: no session header on its 404.
+    requests_mock.get(PREFIX + "api/files/a.txt", status_code=404, json={"error": "not found"})
+    requests_mock.get(PREFIX + "api/files", status_code=404, json={"error": "not found"})
+    with pytest.raises(SessionNotFoundError) as info:
+        ci.download_file("a.txt", tmp_path / "a.txt")
+    assert info.value.session_id == ci.session_id
+    with pytest.raises(SessionNotFoundError):
+        ci.list_files(".")
     assert os.listdir(tmp_path) == []
 
 

@@ -105,10 +105,10 @@ def test_no_workload_manager_url_is_ever_defaulted(requests_mock):
     assert requests_mock.call_count == 0
 
 
-def test_attached_code_interpreter_without_wm_url_warns_on_stop(requests_mock):
-    ci = CodeInterpreterClient(router_url=ROUTER, session_id="ci-7")
-    with pytest.warns(ResourceWarning, match="ci-7"):
-        assert ci.stop() is StopOutcome.LEFT_RUNNING
+def test_attached_code_interpreter_needs_wm_url_to_honour_its_delete_policy(requests_mock):
+    # Its stop() deletes attached sessions: without a WorkloadManager it could not.
+    with pytest.raises(ValueError, match=r"workload_manager_url.*WORKLOAD_MANAGER_URL"):
+        CodeInterpreterClient(router_url=ROUTER, session_id="ci-7")
     assert requests_mock.call_count == 0
 
 
