@@ -148,13 +148,16 @@ class ServiceAccountAuth:
         self._session = session or requests.Session()
         self._lock = threading.Lock()
         self._token: str | None = None
-        self._expires_at = 0.0
+        self._refresh_at = 0.0
 
     def get_token(self) -> str:
         with self._lock:
-            if self._token is None or time.monotonic() >= self._expires_at - self.refresh_margin:
+            if self._token is None or time.monotonic() >= self._refresh_at:
                 self._token, lifetime = self._fetch()
-                self._expires_at = time.monotonic() + lifetime
+                # Refresh refresh_margin early, but never sooner than half-way through the
+                # token's life (a short-lived token would otherwise be fetched for every request).
+                early = min(self.refresh_margin, lifetime / 2)
+                self._refresh_at = time.monotonic() + lifetime - early
             return self._token
 
     def invalidate(self) -> None:

@@ -7,7 +7,6 @@ import logging
 import math
 import os
 import secrets
-import tempfile
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -207,11 +206,15 @@ class CodeInterpreterDataPlaneClient(RouterClient):
         directory = os.path.dirname(target)
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"no such local directory: {directory}")
-        response = self._call("GET", subpath, stream=True)
-        fd, partial = tempfile.mkstemp(prefix=".agentcube-download-", dir=directory)
+        if os.path.isdir(target):
+            raise IsADirectoryError(f"local_path is a directory: {target}")
+        # Created like any new file (mode 0o666 less the umask), under a name nobody else uses.
+        partial = os.path.join(directory, f".agentcube-download-{secrets.token_hex(8)}")
+        out = open(partial, "xb")
         try:
             written = 0
-            with response, os.fdopen(fd, "wb") as out:
+            response = self._call("GET", subpath, stream=True)
+            with response, out:
                 try:
                     for chunk in response.iter_content(_CHUNK):
                         out.write(chunk)
@@ -228,6 +231,7 @@ class CodeInterpreterDataPlaneClient(RouterClient):
                 )
             os.replace(partial, target)
         except BaseException:
+            out.close()
             try:
                 os.unlink(partial)
             except OSError:
