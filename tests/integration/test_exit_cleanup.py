@@ -208,3 +208,40 @@ def test_cleanup_gives_up_within_its_time_bound_and_names_what_is_left(
     cube.clear_faults()
     assert {s.session_id for s in cube.sessions()} - before == {sid}
     cube.delete_session(sid)
+
+
+FORKING = r"""
+import os, sys
+import agentcube
+from agentcube import CodeInterpreterClient
+
+urls = {"workload_manager_url": os.environ["T_WM"], "router_url": os.environ["T_ROUTER"]}
+agentcube.enable_exit_cleanup(timeout=5)
+ci = CodeInterpreterClient(**urls)
+assert ci.execute_command("echo before") == "before\n"  # a pooled connection exists now
+pid = os.fork()
+if pid == 0:
+    # The child uses the parent's client (new connections), then exits through atexit.
+    assert ci.execute_command("echo child") == "child\n"
+    sys.exit(0)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0
+print("owned", ci.session_id, flush=True)
+assert ci.execute_command("echo after") == "after\n"  # the child's exit deleted nothing
+print("alive after child exit", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_never_deletes_its_parents_sessions(
+    cube: LocalAgentCube, urls: dict[str, str]
+) -> None:
+    env = _env(urls, {})
+    done = subprocess.run(
+        [sys.executable, "-c", FORKING], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "alive after child exit" in done.stdout
+    # The parent's own exit cleanup then deleted its session.
+    (sid,) = _ids(done.stdout, "owned")
+    assert not cube.has_session(sid)
