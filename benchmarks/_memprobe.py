@@ -1,6 +1,6 @@
 """Run one file transfer in a fresh process and print its peak RSS growth as JSON.
 
-    python benchmarks/_memprobe.py OP ROUTER_URL SESSION_ID LOCAL REMOTE
+    python benchmarks/_memprobe.py OP WM_URL ROUTER_URL SESSION_ID LOCAL REMOTE
 
 OP is ``sdk-upload``, ``sdk-download``, ``raw-upload``, ``raw-download`` or
 ``raw-upload-in-memory``. The process warms up first (imports, connection, one small transfer
@@ -49,9 +49,11 @@ def _peak_kib(reset: bool) -> int:
 
 
 def main(argv: list[str]) -> int:
-    op, router_url, session_id, local, remote = argv
+    op, wm_url, router_url, session_id, local, remote = argv
     warm_local = local + ".warm"
-    ci = CodeInterpreterClient(session_id=session_id, router_url=router_url)
+    ci = CodeInterpreterClient(
+        session_id=session_id, workload_manager_url=wm_url, router_url=router_url
+    )
     http = _raw.new_session()
     base = router_url + _raw.prefix("code-interpreters", "my-interpreter")
     try:

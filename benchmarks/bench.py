@@ -488,9 +488,20 @@ class RssWatcher:
         return self._peak - self.before
 
 
-def _probe(op: str, router_url: str, sid: str, local: str, remote: str) -> dict[str, Any]:
+def _probe(
+    op: str, wm_url: str, router_url: str, sid: str, local: str, remote: str
+) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, os.path.join(HERE, "_memprobe.py"), op, router_url, sid, local, remote],
+        [
+            sys.executable,
+            os.path.join(HERE, "_memprobe.py"),
+            op,
+            wm_url,
+            router_url,
+            sid,
+            local,
+            remote,
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -528,7 +539,9 @@ def bench_files(server: ServerProcess, s: Settings, report: Report, work: str) -
         ]
         for op, label, local, remote in rows:
             with RssWatcher(server.pid) as watch:
-                result = _probe(op, server.router_url, sid, local, remote)
+                result = _probe(
+                    op, server.workload_manager_url, server.router_url, sid, local, remote
+                )
             if result["error"]:
                 raise RuntimeError(f"{op} failed: {result['error']}")
             client_mib = result["growth_kib"] / 1024
@@ -666,6 +679,7 @@ def bench_broken_download(s: Settings, report: Report, work: str) -> None:
                     sys.executable,
                     os.path.join(HERE, "_memprobe.py"),
                     "sdk-download",
+                    server.workload_manager_url,
                     server.router_url,
                     sid,
                     dest,
