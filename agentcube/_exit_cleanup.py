@@ -126,7 +126,7 @@ def cleanup_owned_sessions() -> list[str]:
             if time.monotonic() >= deadline:
                 break
             try:
-                outcome = client.stop()
+                outcome = client._stop(deadline)
                 if sid and outcome is not StopOutcome.LEFT_RUNNING:
                     done.add(sid)
             except Exception as exc:
@@ -136,7 +136,7 @@ def cleanup_owned_sessions() -> list[str]:
         while _adopted and time.monotonic() < deadline:
             kind, sid, control_plane, read_timeout = _adopted.popleft()
             try:
-                control_plane.delete(kind, sid, timeout=read_timeout)
+                control_plane.delete(kind, sid, timeout=read_timeout, deadline=deadline)
                 done.add(sid)
             except Exception as exc:
                 logger.error("exit cleanup could not delete session %s: %s", sid, exc)

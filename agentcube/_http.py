@@ -172,11 +172,14 @@ class HTTPClient:
         session_scoped: bool = False,
         ok_statuses: frozenset[int] = frozenset(),
         idempotent: bool | None = None,
+        deadline: float | None = None,
     ) -> requests.Response:
         """Send one request, retried per the policy; return a response with status < 400.
 
         Statuses in ``ok_statuses`` are returned instead of raised. ``idempotent`` overrides the
         method's default (GET and DELETE are idempotent) for requests with side effects.
+        ``deadline`` (a ``time.monotonic()`` value) bounds all attempts together: timeouts
+        shrink to the time left, and no retry starts after it.
         """
         url = self.base_url + path
         send_headers: dict[str, str] = {"User-Agent": USER_AGENT}
@@ -197,6 +200,12 @@ class HTTPClient:
                 token = self._auth.get_token()
                 if token:
                     send_headers["Authorization"] = f"Bearer {_check_bearer_token(token)}"
+            timeouts = (self.connect_timeout, read_timeout)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise APITimeoutError(f"{method} {url}: no time left before the deadline")
+                timeouts = (min(self.connect_timeout, left), min(read_timeout, left))
             started = time.perf_counter()
             try:
                 response = self.session.request(
@@ -205,16 +214,16 @@ class HTTPClient:
                     data=data,
                     params=params,
                     headers=send_headers,
-                    timeout=(self.connect_timeout, read_timeout),
+                    timeout=timeouts,
                     stream=stream,
                 )
             except _NOT_TRANSPORT as exc:
                 raise InvalidArgumentError(f"{method} {url}: {type(exc).__name__}") from exc
             except requests.RequestException as exc:
-                retryable = idempotent or _never_sent(exc)
-                if retryable and attempt < self.retry.max_attempts:
+                pause = self._retry_pause(attempt, deadline)
+                if pause is not None and (idempotent or _never_sent(exc)):
                     self._log_retry(method, url, attempt, type(exc).__name__)
-                    time.sleep(self.retry.delay(attempt))
+                    time.sleep(pause)
                     continue
                 raise _transport_error(exc, method, url, session_id) from exc
             status = response.status_code
@@ -229,16 +238,27 @@ class HTTPClient:
                 )
             if status < 400 or status in ok_statuses:
                 return response
-            if idempotent and status in self.retry.statuses and attempt < self.retry.max_attempts:
-                response.close()
-                self._log_retry(method, url, attempt, f"HTTP {status}")
-                time.sleep(self.retry.delay(attempt))
-                continue
+            if idempotent and status in self.retry.statuses:
+                pause = self._retry_pause(attempt, deadline)
+                if pause is not None:
+                    response.close()
+                    self._log_retry(method, url, attempt, f"HTTP {status}")
+                    time.sleep(pause)
+                    continue
             error = error_from_response(
                 response, session_id=session_id, session_scoped=session_scoped
             )
             response.close()
             raise error
+
+    def _retry_pause(self, attempt: int, deadline: float | None) -> float | None:
+        """Seconds to wait before another attempt, or None when the policy or deadline says no."""
+        if attempt >= self.retry.max_attempts:
+            return None
+        pause = self.retry.delay(attempt)
+        if deadline is not None and time.monotonic() + pause >= deadline:
+            return None
+        return pause
 
     @staticmethod
     def _log_retry(method: str, url: str, attempt: int, why: str) -> None:

@@ -224,6 +224,10 @@ class ManagedSessionClient(abc.ABC):
             APIError / APIConnectionError: the DELETE failed. ``session_id`` and ownership are
                 kept, so a later ``stop()`` retries it.
         """
+        return self._stop(None)
+
+    def _stop(self, deadline: float | None) -> StopOutcome:
+        """``stop()``, with all its requests bounded by ``deadline`` (``time.monotonic()``)."""
         with self._lock:
             self._closed = True
             self._close_data_plane()
@@ -236,7 +240,7 @@ class ManagedSessionClient(abc.ABC):
                     self._finished = True
                     self._warn_left_running()
                     return StopOutcome.LEFT_RUNNING
-                return self._delete_now()
+                return self._delete_now(deadline)
             self._finished = True
             logger.debug("kept %s session %s (not owned)", self.kind.name, self.session_id)
             return StopOutcome.KEPT
@@ -283,11 +287,13 @@ class ManagedSessionClient(abc.ABC):
         with self._lock:
             self._close_data_plane()
 
-    def _delete_now(self) -> StopOutcome:
+    def _delete_now(self, deadline: float | None = None) -> StopOutcome:
         assert self._control_plane is not None and self.session_id is not None
         # A DELETE is idempotent and retried: it honours the client's read timeout, so a
         # stalled WorkloadManager cannot hold stop() (or exit cleanup) for minutes.
-        deleted = self._control_plane.delete(self.kind, self.session_id, timeout=self._timeout)
+        deleted = self._control_plane.delete(
+            self.kind, self.session_id, timeout=self._timeout, deadline=deadline
+        )
         self._gone = self._finished = True
         _exit_cleanup.untrack(self)
         return StopOutcome.DELETED if deleted else StopOutcome.ALREADY_GONE

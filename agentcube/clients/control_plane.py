@@ -128,11 +128,19 @@ class ControlPlaneClient(ServiceClient):
         logger.info("created %s session %s", kind.name, created.session_id)
         return created
 
-    def delete(self, kind: ResourceKind, session_id: str, *, timeout: float | None = None) -> bool:
+    def delete(
+        self,
+        kind: ResourceKind,
+        session_id: str,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> bool:
         """Delete a session of any kind: ``DELETE /v1/<segment>/sessions/<id>``.
 
         Retried on connection errors and 502/503/504 per the retry policy. ``timeout`` is the
-        read timeout of each attempt (default: this client's).
+        read timeout of each attempt (default: this client's); ``deadline`` (a
+        ``time.monotonic()`` value) bounds all attempts together.
 
         Returns:
             True if this call deleted it, False if the server no longer had it (404).
@@ -146,6 +154,7 @@ class ControlPlaneClient(ServiceClient):
             kind.session_path(session_id),
             session_id=session_id,
             timeout=timeout,
+            deadline=deadline,
             ok_statuses=_NOT_FOUND,
         )
         response.close()

@@ -123,3 +123,25 @@ def test_token_endpoint_failure_does_not_claim_a_sandbox_may_exist(requests_mock
     with pytest.raises(APIConnectionError) as info:
         make_ci(auth=auth)
     assert "may be running" not in str(info.value)
+
+
+def test_a_deadline_bounds_all_attempts_together(requests_mock):
+    import time
+
+    from agentcube import APITimeoutError, RetryPolicy, ServerError
+    from agentcube.clients import ControlPlaneClient
+    from agentcube.kinds import CODE_INTERPRETER
+
+    delete = requests_mock.delete(WM + "/v1/code-interpreter/sessions/s-1", status_code=503)
+    client = ControlPlaneClient(
+        WM, retry=RetryPolicy(max_attempts=50, backoff=0.1, max_backoff=0.1)
+    )
+    started = time.monotonic()
+    with pytest.raises(ServerError):
+        client.delete(CODE_INTERPRETER, "s-1", deadline=started + 0.35)
+    assert time.monotonic() - started < 0.5
+    assert 1 <= delete.call_count < 10
+    sent = delete.call_count
+    with pytest.raises(APITimeoutError):
+        client.delete(CODE_INTERPRETER, "s-1", deadline=time.monotonic() - 1)
+    assert delete.call_count == sent  # nothing is sent once the deadline has passed
