@@ -125,7 +125,7 @@ def test_token_endpoint_failure_does_not_claim_a_sandbox_may_exist(requests_mock
     assert "may be running" not in str(info.value)
 
 
-def test_a_deadline_bounds_all_attempts_together(requests_mock):
+def test_a_deadline_bounds_all_attempts_together(requests_mock, monkeypatch):
     import time
 
     from agentcube import APITimeoutError, RetryPolicy, ServerError
@@ -133,14 +133,13 @@ def test_a_deadline_bounds_all_attempts_together(requests_mock):
     from agentcube.kinds import CODE_INTERPRETER
 
     delete = requests_mock.delete(WM + "/v1/code-interpreter/sessions/s-1", status_code=503)
-    client = ControlPlaneClient(
-        WM, retry=RetryPolicy(max_attempts=50, backoff=0.1, max_backoff=0.1)
-    )
+    monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt: 0.1)  # no jitter here
+    client = ControlPlaneClient(WM, retry=RetryPolicy(max_attempts=50))
     started = time.monotonic()
     with pytest.raises(ServerError):
         client.delete(CODE_INTERPRETER, "s-1", deadline=started + 0.35)
-    assert time.monotonic() - started < 0.5
-    assert 1 <= delete.call_count < 10
+    assert time.monotonic() - started < 1.0  # without the deadline: 49 pauses of 0.1 s
+    assert 1 <= delete.call_count <= 4  # 0.1 s apart, none started within 0.1 s of the deadline
     sent = delete.call_count
     with pytest.raises(APITimeoutError):
         client.delete(CODE_INTERPRETER, "s-1", deadline=time.monotonic() - 1)
