@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from .exceptions import InvalidArgumentError, SessionError
 
@@ -101,20 +101,18 @@ def check_namespace(value: object) -> str:
     return value
 
 
-def check_timeout(value: object, what: str, *, allow_none: bool = True) -> float | None:
-    """Validate a timeout in seconds: a positive finite number (or None where allowed)."""
-    if value is None and allow_none:
-        return None
+def check_timeout(value: object, what: str) -> float | None:
+    """Validate an optional timeout in seconds: None, or a positive finite number."""
+    return None if value is None else check_seconds(value, what)
+
+
+def check_seconds(value: object, what: str) -> float:
+    """Validate a number of seconds: positive and finite."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgumentError(f"{what} must be a number of seconds, not {_preview(value)}")
     if not (0 < float(value) < float("inf")):
         raise InvalidArgumentError(f"{what} must be a positive number of seconds, not {value!r}")
     return float(value)
-
-
-def quote_path(path: str) -> str:
-    """Percent-encode a relative URL path, keeping '/' as the separator."""
-    return quote(path, safe="/")
 
 
 def _preview(value: object) -> str:

@@ -18,7 +18,7 @@ from collections import deque
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ._config import check_timeout
+from ._config import check_seconds
 
 if TYPE_CHECKING:
     from .clients.control_plane import ControlPlaneClient
@@ -74,8 +74,7 @@ def enable_exit_cleanup(timeout: float = 10.0, *, handle_sigterm: bool = True) -
         InvalidArgumentError: ``timeout`` is not a positive number.
     """
     global _enabled, _timeout, _previous_sigterm
-    seconds = check_timeout(timeout, "timeout", allow_none=False)
-    assert seconds is not None
+    seconds = check_seconds(timeout, "timeout")
     with _lock:
         _timeout = seconds
         if _enabled:

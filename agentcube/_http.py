@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import requests
 from requests.adapters import HTTPAdapter
 
-from ._config import check_timeout, resolve_url
+from ._config import check_seconds, resolve_url
 from .auth import AuthProvider, _check_bearer_token, resolve_auth
 from .exceptions import (
     APIConnectionError,
@@ -146,11 +146,8 @@ class HTTPClient:
     ) -> None:
         self.base_url = base_url
         self._auth = auth
-        read = check_timeout(timeout, "timeout", allow_none=False)
-        connect = check_timeout(connect_timeout, "connect_timeout", allow_none=False)
-        assert read is not None and connect is not None
-        self.read_timeout = read
-        self.connect_timeout = connect
+        self.read_timeout = check_seconds(timeout, "timeout")
+        self.connect_timeout = check_seconds(connect_timeout, "connect_timeout")
         self.retry = retry or DEFAULT_RETRY
         self.session = session if session is not None else pooled_session()
 

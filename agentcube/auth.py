@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import requests
 
-from ._config import SERVICE_ACCOUNT_TOKEN_PATH, check_timeout, validate_url
+from ._config import SERVICE_ACCOUNT_TOKEN_PATH, check_seconds, validate_url
 from .exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -144,7 +144,7 @@ class ServiceAccountAuth:
         self._client_secret = client_secret
         self.scope = scope
         self.refresh_margin = float(refresh_margin)
-        self.timeout = check_timeout(timeout, "timeout", allow_none=False)
+        self.timeout = check_seconds(timeout, "timeout")
         self._session = session or requests.Session()
         self._lock = threading.Lock()
         self._token: str | None = None

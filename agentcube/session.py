@@ -127,10 +127,8 @@ class ManagedSessionClient(abc.ABC):
         if session_id is not None:
             session_id = _config.check_session_id(session_id)
         self._auth = resolve_auth(auth, auth_token)
-        self._timeout = _config.check_timeout(timeout, "timeout", allow_none=False) or 120.0
-        self._connect_timeout = (
-            _config.check_timeout(connect_timeout, "connect_timeout", allow_none=False) or 5.0
-        )
+        self._timeout = _config.check_seconds(timeout, "timeout")
+        self._connect_timeout = _config.check_seconds(connect_timeout, "connect_timeout")
         self._retry = retry
         self._ttl = ttl
         self._metadata = metadata
