@@ -9,7 +9,9 @@ URLs come from the arguments or the ``WORKLOAD_MANAGER_URL`` / ``ROUTER_URL`` en
 
 from . import _logging  # noqa: F401  (installs the package NullHandler)
 from ._exit_cleanup import enable_exit_cleanup
-from ._http import RetryPolicy
+from ._ops import BackgroundProcess
+from ._protocol import RetryPolicy
+from ._version import __version__
 from .agent_runtime import AgentRuntimeClient
 from .auth import AuthProvider, ServiceAccountAuth, TokenAuth
 from .code_interpreter import CodeInterpreterClient
@@ -33,8 +35,6 @@ from .exceptions import (
 from .kinds import AGENT_RUNTIME, CODE_INTERPRETER, ResourceKind
 from .session import ManagedSessionClient, StopOutcome
 
-__version__ = "0.1.0"
-
 __all__ = [
     "AGENT_RUNTIME",
     "CODE_INTERPRETER",
@@ -45,6 +45,7 @@ __all__ = [
     "AgentRuntimeClient",
     "AuthProvider",
     "AuthenticationError",
+    "BackgroundProcess",
     "BadRequestError",
     "CodeInterpreterClient",
     "CommandExecutionError",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from ._http import RetryPolicy
+from . import _ops
+from ._protocol import Flow, RetryPolicy
 from .auth import AuthProvider
 from .clients.agent_runtime_data_plane import AgentRuntimeDataPlaneClient
 from .kinds import AGENT_RUNTIME
@@ -18,8 +20,8 @@ class AgentRuntimeClient(ManagedSessionClient):
 
     Without ``session_id`` it bootstraps a session with a bare ``GET`` to the Router's
     invocations URL and owns it; ``stop()`` (and ``with``) then deletes it through the
-    WorkloadManager. With ``session_id`` it attaches, and ``stop()`` keeps the session
-    running; ``delete()`` ends it explicitly.
+    WorkloadManager. With ``session_id`` it attaches (no request), and ``stop()`` keeps the
+    session running; ``delete()`` ends it explicitly.
 
     Args:
         agent_name: the AgentRuntime template.
@@ -27,12 +29,14 @@ class AgentRuntimeClient(ManagedSessionClient):
         router_url: defaults to ``ROUTER_URL``.
         verbose: log the SDK's requests (never tokens) to stderr.
         session_id: attach to this session instead of bootstrapping one.
-        timeout: read timeout in seconds for :meth:`invoke`.
+        timeout: read timeout in seconds for :meth:`invoke` (bootstraps wait at least 150 s).
         connect_timeout: connect timeout in seconds.
-        auth_token, auth: credentials, as for :class:`~agentcube.CodeInterpreterClient`.
+        auth_token, auth: credentials for both planes, as for
+            :class:`~agentcube.CodeInterpreterClient`.
         workload_manager_url: defaults to ``WORKLOAD_MANAGER_URL``. Optional: without it the
             client works, but ``stop()`` of an owned session cannot delete it and warns with
             its id, and ``delete()`` raises.
+        retry, workload_manager_auth, router_auth: as for the code-interpreter client.
 
     Raises:
         InvalidArgumentError: bad argument or missing router URL (nothing is sent).
@@ -42,7 +46,7 @@ class AgentRuntimeClient(ManagedSessionClient):
 
     kind = AGENT_RUNTIME
     delete_attached_on_stop = False
-    _dp: AgentRuntimeDataPlaneClient
+    dp_client: AgentRuntimeDataPlaneClient | None
 
     def __init__(
         self,
@@ -58,7 +62,11 @@ class AgentRuntimeClient(ManagedSessionClient):
         workload_manager_url: str | None = None,
         *,
         retry: RetryPolicy | None = None,
+        workload_manager_auth: AuthProvider | None = None,
+        router_auth: AuthProvider | None = None,
     ) -> None:
+        self.agent_name = agent_name
+        self.logger = logging.getLogger(__name__)
         super().__init__(
             name=agent_name,
             namespace=namespace,
@@ -67,34 +75,29 @@ class AgentRuntimeClient(ManagedSessionClient):
             router_url=router_url,
             auth_token=auth_token,
             auth=auth,
+            workload_manager_auth=workload_manager_auth,
+            router_auth=router_auth,
             verbose=verbose,
             timeout=timeout,
             connect_timeout=connect_timeout,
             retry=retry,
         )
 
-    @property
-    def agent_name(self) -> str:
-        return self.name
-
-    def _new_data_plane(self, session_id: str | None) -> AgentRuntimeDataPlaneClient:
+    def _new_data_plane(self) -> AgentRuntimeDataPlaneClient:
         return AgentRuntimeDataPlaneClient(
-            self.name,
-            self.namespace,
-            self._router_url,
-            session_id,
+            router_url=self.router_url,
+            namespace=self.namespace,
+            agent_name=self.name,
             **self._service_options,
         )
 
-    def _create_session(self) -> str:
-        # The session is bootstrapped through the router, not the WorkloadManager.
-        self._dp = self._new_data_plane(None)
-        return self._dp.bootstrap_session()
+    def _create_flow(self) -> Flow[str]:
+        # The session is bootstrapped through the Router, not the WorkloadManager.
+        self.dp_client = self._new_data_plane()
+        return (yield from _ops.bootstrap(self.dp_client.target(None)))
 
     def _open_data_plane(self, session_id: str) -> AgentRuntimeDataPlaneClient:
-        if getattr(self, "_dp", None) is None:
-            self._dp = self._new_data_plane(session_id)
-        return self._dp
+        return self.dp_client if self.dp_client is not None else self._new_data_plane()
 
     def invoke(self, payload: Any, timeout: float | None = None, path: str = "") -> Any:
         """POST ``payload`` as JSON to the agent at ``invocations/<path>``.
@@ -104,8 +107,9 @@ class AgentRuntimeClient(ManagedSessionClient):
         Raises:
             APIError: the agent or router answered 4xx/5xx (also a requests.HTTPError).
             APIConnectionError / APITimeoutError: no answer. Not retried (invoke is not
-                idempotent) unless the connection could not be opened at all.
+                idempotent) unless the request never reached the Router, or the Router shed it
+                (429).
             SessionError: the client is stopped.
         """
-        self._require_open()
-        return self._dp.invoke(payload, timeout=timeout, path=path)
+        dp: AgentRuntimeDataPlaneClient = self._require_open()
+        return self._run(_ops.invoke(dp.target(self.session_id), payload, timeout, path))

@@ -47,6 +47,14 @@ def _check_bearer_token(token: str) -> str:
     return token
 
 
+def bearer_header_value(provider: AuthProvider) -> str | None:
+    """The ``Authorization`` value for the provider's current token, or None for no header."""
+    token = provider.get_token()
+    if token is None or token == "":
+        return None
+    return "Bearer " + _check_bearer_token(token)
+
+
 @runtime_checkable
 class AuthProvider(Protocol):
     """Supplies the bearer token for each request (``None`` sends no Authorization header)."""
@@ -233,12 +241,25 @@ class ServiceAccountAuth:
         )
 
 
-def resolve_auth(auth: AuthProvider | None, auth_token: str | None) -> AuthProvider | None:
-    """``auth`` wins, then ``auth_token``, then the Kubernetes service-account token file."""
+def resolve_auth(
+    auth: AuthProvider | None, auth_token: str | None, *, service_account: bool = False
+) -> AuthProvider | None:
+    """The credential to send: ``auth`` wins, then ``auth_token`` (an empty or blank token
+    means none), then, where ``service_account`` (WorkloadManager requests), the Kubernetes
+    service-account token file when present.
+
+    Raises:
+        InvalidArgumentError: ``auth`` has no ``get_token()``, or the token cannot be sent.
+    """
     if auth is not None:
         if not callable(getattr(auth, "get_token", None)):
             raise InvalidArgumentError("auth must have a get_token() method (an AuthProvider)")
         return auth
     if auth_token is not None:
-        return TokenAuth(auth_token)
-    return _ServiceAccountTokenFile.if_present()
+        if not isinstance(auth_token, str):
+            raise InvalidArgumentError("auth_token must be a string")
+        if auth_token.strip():
+            return TokenAuth(auth_token)
+    if service_account:
+        return _ServiceAccountTokenFile.if_present()
+    return None

@@ -2,48 +2,46 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import secrets
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal, overload
 
-from ._http import RetryPolicy
+from ._ops import BackgroundProcess
+from ._protocol import RetryPolicy
 from .auth import AuthProvider
 from .clients.code_interpreter_data_plane import CodeInterpreterDataPlaneClient
-from .exceptions import CommandExecutionError, InvalidArgumentError
+from .clients.control_plane import ControlPlaneClient  # noqa: F401  (upstream's import path)
 from .kinds import CODE_INTERPRETER
 from .session import ManagedSessionClient
 
 __all__ = ["CodeInterpreterClient"]
-
-# language -> the interpreter, reading its program from standard input
-_LANGUAGES: dict[str, str] = {
-    "python": "python3 -",
-    "py": "python3 -",
-    "python3": "python3 -",
-    "bash": "bash -s",
-    "sh": "sh -s",
-}
 
 
 class CodeInterpreterClient(ManagedSessionClient):
     """A code-interpreter sandbox session.
 
     On construction it creates a session (``POST /v1/code-interpreter`` with name, namespace,
-    ttl and metadata) or, given ``session_id``, attaches to an existing one. ``stop()`` (and
-    ``with``) deletes the session, attached or not, as this client always has; ``detach()``
-    first to keep it.
+    ttl and metadata) or, given ``session_id``, attaches to an existing one (no request).
+    ``stop()`` (and ``with``) deletes the session, attached or not, as this client always has;
+    ``detach()`` first to keep it.
 
     Args:
         name: the CodeInterpreter template.
         namespace: its Kubernetes namespace.
-        ttl: session lifetime in seconds, sent with the create.
-        workload_manager_url: defaults to ``WORKLOAD_MANAGER_URL``.
+        ttl: sent with the create (the WorkloadManager decides the lifetime itself).
+        workload_manager_url: defaults to ``WORKLOAD_MANAGER_URL``; needed also to attach,
+            since ``stop()`` deletes.
         router_url: defaults to ``ROUTER_URL``.
-        auth_token: a bearer token; ``auth`` (an AuthProvider) wins over it. With neither, the
-            Kubernetes service-account token is used when present.
+        auth_token: a bearer token for both planes (empty means none); ``auth`` wins over it.
         verbose: log the SDK's requests (never tokens) to stderr.
         session_id: attach to this session instead of creating one.
-        metadata, timeout, connect_timeout, retry: see :class:`ManagedSessionClient`.
+        auth: an :class:`~agentcube.AuthProvider` for both planes.
+        metadata: sent with the create.
+        timeout, connect_timeout: read and connect timeouts in seconds (creates wait at least
+            150 s; commands wait for their own timeout plus 30 s).
+        retry: a :class:`~agentcube.RetryPolicy`.
+        workload_manager_auth, router_auth: a credential for one plane, overriding ``auth``.
 
     Raises:
         InvalidArgumentError: bad argument or missing URL (nothing is sent).
@@ -52,7 +50,7 @@ class CodeInterpreterClient(ManagedSessionClient):
 
     kind = CODE_INTERPRETER
     delete_attached_on_stop = True
-    _dp: CodeInterpreterDataPlaneClient
+    dp_client: CodeInterpreterDataPlaneClient | None
 
     def __init__(
         self,
@@ -66,11 +64,15 @@ class CodeInterpreterClient(ManagedSessionClient):
         session_id: str | None = None,
         auth: AuthProvider | None = None,
         *,
-        metadata: dict[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
         timeout: float = 120.0,
         connect_timeout: float = 5.0,
         retry: RetryPolicy | None = None,
+        workload_manager_auth: AuthProvider | None = None,
+        router_auth: AuthProvider | None = None,
     ) -> None:
+        self.ttl = ttl
+        self.logger = logging.getLogger(__name__)
         super().__init__(
             name=name,
             namespace=namespace,
@@ -79,6 +81,8 @@ class CodeInterpreterClient(ManagedSessionClient):
             router_url=router_url,
             auth_token=auth_token,
             auth=auth,
+            workload_manager_auth=workload_manager_auth,
+            router_auth=router_auth,
             ttl=ttl,
             metadata=metadata,
             verbose=verbose,
@@ -88,99 +92,125 @@ class CodeInterpreterClient(ManagedSessionClient):
         )
 
     def _open_data_plane(self, session_id: str) -> CodeInterpreterDataPlaneClient:
-        self._dp = CodeInterpreterDataPlaneClient(
-            session_id,
-            self._router_url,
-            self.namespace,
-            self.name,
+        return CodeInterpreterDataPlaneClient(
+            session_id=session_id,
+            router_url=self.router_url,
+            namespace=self.namespace,
+            cr_name=self.name,
             **self._service_options,
+            kind=self.kind,
         )
-        return self._dp
 
     @property
     def data_plane(self) -> CodeInterpreterDataPlaneClient:
-        """The data-plane client (for calls this class does not wrap)."""
-        self._require_open()
-        return self._dp
+        """The data-plane client (for calls this class does not wrap).
+
+        Raises:
+            SessionError: the client is stopped.
+        """
+        dp: CodeInterpreterDataPlaneClient = self._require_open()
+        return dp
 
     def execute_command_result(
         self, command: str | list[str], timeout: float | None = None
     ) -> dict[str, Any]:
         """Run a command and return ``{"stdout", "stderr", "exit_code"}``; never raises on a
         non-zero exit. A string runs through ``sh -c``; a list is the argv itself.
-        ``timeout`` is in seconds (default 60); a timed-out command has exit code 124.
+        ``timeout`` is in seconds (None or 0: 120); a timed-out command has exit code 124.
         """
-        result = self.data_plane.execute(_argv(command), timeout)
-        return {"stdout": result.stdout, "stderr": result.stderr, "exit_code": result.exit_code}
+        return self.data_plane.execute_command_result(command, timeout)
 
-    def execute_command(self, command: str | list[str], timeout: float | None = None) -> str:
+    @overload
+    def execute_command(
+        self,
+        command: str | list[str],
+        timeout: float | None = None,
+        *,
+        background: Literal[False] = False,
+        log_file: str | None = None,
+    ) -> str: ...
+
+    @overload
+    def execute_command(
+        self,
+        command: str | list[str],
+        timeout: float | None = None,
+        *,
+        background: Literal[True],
+        log_file: str | None = None,
+    ) -> BackgroundProcess: ...
+
+    def execute_command(
+        self,
+        command: str | list[str],
+        timeout: float | None = None,
+        *,
+        background: bool = False,
+        log_file: str | None = None,
+    ) -> str | BackgroundProcess:
         """Run a command and return its stdout.
+
+        With ``background=True`` it starts the command detached and returns at once with a
+        :class:`~agentcube.BackgroundProcess` (``pid``, and ``log_file``: the workspace file
+        receiving its output). Use it for servers and other long-lived processes: a plain
+        ``"server &"`` keeps the call open until the server exits, because the sandbox
+        answers only once every process holding the command's output has exited.
 
         Raises:
             CommandExecutionError: non-zero exit (carries ``exit_code``, ``stderr``, ``command``).
         """
-        result = self.execute_command_result(command, timeout)
-        if result["exit_code"] != 0:
-            raise CommandExecutionError(
-                result["exit_code"], result["stderr"], command, result["stdout"]
+        if background:
+            return self.data_plane.execute_command(
+                command, timeout, background=True, log_file=log_file
             )
-        return str(result["stdout"])
+        return self.data_plane.execute_command(command, timeout, log_file=log_file)
 
     def run_code(self, language: str, code: str, timeout: float | None = None) -> str:
         """Run ``code`` in ``language`` (python, py, python3, bash, sh) and return its stdout.
 
-        The code is written to a file in the sandbox, then run from it (two requests), so
-        quoting and length do not matter; the file is removed before the code starts, so nothing
-        is left behind, and the working directory is the workspace (Python imports modules you
-        wrote there). Each call is a fresh process: variables do not survive between calls;
-        files do.
+        The code is written to a file, then run (two requests), so quoting and length do not
+        matter; the file is removed before the code starts, and the working directory is the
+        workspace (Python imports modules you wrote there). Each call is a fresh process:
+        variables do not survive between calls; files do.
 
         Raises:
-            ValueError: unsupported language (nothing is sent).
+            InvalidArgumentError: unsupported language (a ValueError; nothing is sent).
             CommandExecutionError: the code exited non-zero.
         """
-        if not isinstance(language, str) or language.lower() not in _LANGUAGES:
-            raise InvalidArgumentError(
-                f"unsupported language {language!r}; use one of {', '.join(_LANGUAGES)}"
-            )
-        if not isinstance(code, str):
-            raise InvalidArgumentError("code must be a string")
-        interpreter = _LANGUAGES[language.lower()]
-        script = f".agentcube-run-{secrets.token_hex(16)}"
-        dp = self.data_plane
-        dp.write_file(code, script)
-        # Open the script, unlink it, and feed it to the interpreter on stdin: even a run killed
-        # by its timeout leaves no file, and the interpreter's cwd is the workspace.
-        wrapper = f'exec 3<"$1" && rm -f -- "$1" && exec {interpreter} <&3'
-        argv = ["sh", "-c", wrapper, "sh", script]
-        result = dp.execute(argv, timeout)
-        if result.exit_code != 0:
-            raise CommandExecutionError(result.exit_code, result.stderr, language, result.stdout)
-        return result.stdout
+        return self.data_plane.run_code(language, code, timeout)
 
-    def write_file(self, content: str | bytes, remote_path: str) -> None:
-        """Write text (UTF-8) or bytes to ``remote_path`` in the sandbox."""
-        self.data_plane.write_file(content, remote_path)
+    def write_file(
+        self,
+        content: str | bytes,
+        remote_path: str,
+        *,
+        mode: str | int | None = None,
+        part_size: int | None = None,
+    ) -> None:
+        """Write text (UTF-8) or bytes to ``remote_path`` in the sandbox, any size.
 
-    def upload_file(self, local_path: str | os.PathLike[str], remote_path: str) -> None:
-        """Stream a local file to ``remote_path``; memory use does not grow with its size."""
-        self.data_plane.upload_file(local_path, remote_path)
+        ``mode`` (e.g. ``"0755"``) holds also over an existing file. Files over ``part_size``
+        (8 MiB) go in parts assembled in the sandbox atomically.
+        """
+        self.data_plane.write_file(content, remote_path, mode=mode, part_size=part_size)
+
+    def upload_file(
+        self,
+        local_path: str | os.PathLike[str],
+        remote_path: str,
+        *,
+        mode: str | int | None = None,
+        part_size: int | None = None,
+    ) -> None:
+        """Stream a local file to ``remote_path``, any size, in constant memory."""
+        self.data_plane.upload_file(local_path, remote_path, mode=mode, part_size=part_size)
 
     def download_file(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:
-        """Stream ``remote_path`` to ``local_path``; a failed download leaves no partial file."""
+        """Stream ``remote_path`` to ``local_path`` (missing directories are created); a
+        failed download leaves no partial file."""
         self.data_plane.download_file(remote_path, local_path)
 
     def list_files(self, path: str = ".") -> list[dict[str, Any]]:
         """List a sandbox directory: dicts with ``name``, ``size``, ``modified``, ``mode``,
         ``is_dir``."""
         return self.data_plane.list_files(path)
-
-
-def _argv(command: str | list[str]) -> list[str]:
-    if isinstance(command, str):
-        if not command.strip():
-            raise InvalidArgumentError("command must not be empty")
-        return ["sh", "-c", command]
-    if isinstance(command, list):
-        return command
-    raise InvalidArgumentError("command must be a string or a list of strings")

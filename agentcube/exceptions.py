@@ -49,7 +49,7 @@ __all__ = [
     "ServerError",
     "SessionError",
     "SessionNotFoundError",
-    "error_from_response",
+    "error_from_reply",
 ]
 
 
@@ -153,7 +153,15 @@ class ServerError(APIError):
 
 
 class APIConnectionError(AgentCubeError, requests.ConnectionError):
-    """No answer: the connection could not be made or was dropped."""
+    """No answer: the connection could not be made or was dropped.
+
+    Attributes:
+        reached_server: whether the failed request may have reached the server: False when
+            the connection could not even be opened (so a create cannot have made a sandbox);
+            None when the error did not come from sending an SDK request (a token endpoint).
+    """
+
+    reached_server: bool | None = None
 
 
 class APITimeoutError(APIConnectionError, requests.Timeout):
@@ -168,69 +176,82 @@ _BY_STATUS: dict[int, type[APIError]] = {
     413: PayloadTooLargeError,
 }
 
+_MESSAGE_LIMIT = 500
 
-def _server_message(response: requests.Response) -> str | None:
+
+def _server_message(content: bytes, secret: str | None = None) -> str | None:
+    """The server's own message: ``{"message"}`` or ``{"error"}`` of a JSON body, else the
+    text (scrubbed of ``secret`` first, then cut to 500 characters)."""
+    from ._protocol import parse_json
+
     try:
-        body: Any = response.json()
+        body: Any = parse_json(content)
     except ValueError:
-        return response.text.strip()[:500] or None
+        text = content.decode("utf-8", "replace").strip()
+        if secret:
+            text = text.replace(secret, "[secure]")
+        return text[:_MESSAGE_LIMIT] or None
     if isinstance(body, dict):
         for key in ("message", "error"):
             value = body.get(key)
             if isinstance(value, str) and value:
-                return value
+                return value.replace(secret, "[secure]") if secret else value
     return None
 
 
-def _answered_by_service(response: requests.Response) -> bool:
-    """A WorkloadManager or Router error (JSON message), not a sandbox's forwarded answer."""
-    if SESSION_HEADER in response.headers:
+def _answered_by_service(headers: Any, content: bytes) -> bool:
+    """A WorkloadManager or Router error (a JSON message, no session header), not an answer a
+    sandbox gave and the Router forwarded (those always carry the session header)."""
+    from ._protocol import parse_json
+
+    if SESSION_HEADER in headers:
         return False
     try:
-        body = response.json()
+        body = parse_json(content)
     except ValueError:
         return False
     return isinstance(body, dict) and ("message" in body or "error" in body)
 
 
-def error_from_response(
-    response: requests.Response,
+def error_from_reply(
+    where: str,
+    status: int,
+    headers: Any,
+    content: bytes,
     *,
+    response: Any = None,
     session_id: str | None = None,
     session_scoped: bool = False,
+    secret: str | None = None,
 ) -> APIError:
-    """Build the error for an HTTP error response (status >= 400).
+    """Build the error for an HTTP error answer (``where`` is ``"METHOD /path"``).
 
-    ``session_scoped`` marks requests that name a session. There a 404 means the session is
-    gone (:class:`SessionNotFoundError`) when the service itself answered it (a JSON error body)
-    rather than the sandbox behind the router (whose answers carry the session header).
+    ``session_scoped`` marks requests that name a session: there a 404 the WorkloadManager or
+    the Router answered itself means the session is gone (:class:`SessionNotFoundError`); a 404
+    a sandbox answered (no such file) stays a :class:`NotFoundError`. ``secret`` (the credential
+    that was sent) is scrubbed from the server's message.
     """
-    status = response.status_code
-    server_message = _server_message(response)
-    request = response.request
-    if server_message and request is not None:
-        # A server or proxy that echoes the credential must not put it in our message.
-        sent = str(request.headers.get("Authorization") or "")
-        token = sent.partition(" ")[2] if sent.startswith("Bearer ") else sent
-        if token and token in server_message:
-            server_message = server_message.replace(token, "[secure]")
-    if status == 404 and session_scoped and _answered_by_service(response):
+    message = _server_message(content, secret)
+    if status == 404 and session_scoped and _answered_by_service(headers, content):
         cls: type[APIError] = SessionNotFoundError
     elif status >= 500:
         cls = ServerError
     else:
         cls = _BY_STATUS.get(status, APIError)
-    method = request.method if request is not None else "?"
-    path = (request.path_url if request is not None else "") or "/"
-    text = f"{method} {path.split('?', 1)[0]} failed with HTTP {status}"
+    text = f"{where} failed with HTTP {status}"
     if session_id:
         text += f" (session {session_id})"
-    if server_message:
-        text += f": {server_message}"
+    location = headers.get("Location") if 300 <= status < 400 else None
+    if location:
+        # AgentCube's services do not redirect what the SDK sends: the URL is wrong.
+        location = location.replace(secret, "[secure]") if secret else location
+        text += f": redirected to {location[:_MESSAGE_LIMIT]} (not followed; check the URL)"
+    elif message:
+        text += f": {message}"
     return cls(
         text,
         response=response,
         status_code=status,
-        server_message=server_message,
+        server_message=message,
         session_id=session_id,
     )

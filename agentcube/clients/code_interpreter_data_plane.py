@@ -1,102 +1,114 @@
-"""Client of a code-interpreter sandbox, through the Router: execute commands, move files."""
+"""Client of a code-interpreter sandbox, through the Router: run commands and code, move files."""
 
 from __future__ import annotations
 
-import base64
 import logging
-import math
 import os
-import secrets
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal, overload
+from urllib.parse import urlsplit
 
 import requests
 
-from .._config import check_session_id, check_timeout
-from .._http import RetryPolicy
+from .. import _ops
+from .._config import ROUTER_URL_ENV, check_session_id, resolve_url, validate_url
+from .._ops import BackgroundProcess, RouterTarget
+from .._protocol import RetryPolicy
 from ..auth import AuthProvider
-from ..exceptions import APIConnectionError, DataPlaneError, InvalidArgumentError
+from ..exceptions import InvalidArgumentError
 from ..kinds import CODE_INTERPRETER, ResourceKind
-from ._data_plane import RouterClient, encode_subpath
+from ._base import ServiceClient
 
 if TYPE_CHECKING:
     from ..models import ExecuteResponse, FileInfo
 
-# Request and response models are imported on first use: building pydantic models is the
-# largest part of `import agentcube` otherwise.
-
-logger = logging.getLogger(__name__)
-
 __all__ = ["CodeInterpreterDataPlaneClient"]
 
-DEFAULT_COMMAND_TIMEOUT = 60.0
-# The HTTP read timeout of api/execute is the command's own timeout plus this margin, so that
-# the server always answers (exit code 124) before the client gives up.
-_EXECUTE_MARGIN = 30.0
-_CHUNK = 1024 * 1024  # per read and write: large enough that syscalls do not dominate
 
-
-class CodeInterpreterDataPlaneClient(RouterClient):
-    """Runs commands and moves files in one code-interpreter session.
+class CodeInterpreterDataPlaneClient(ServiceClient):
+    """Runs commands and moves files in one code-interpreter session, through the Router.
 
     Args:
-        session_id: the session to talk to (sent as ``x-agentcube-session-id``).
-        router_url: base URL; defaults to the ``ROUTER_URL`` env var.
-        namespace, name: the template the session was created from.
-        auth_token, auth: credentials, as for :class:`~agentcube.clients.ControlPlaneClient`.
+        session_id: the session (sent as ``x-agentcube-session-id``).
+        router_url: the Router; defaults to the ``ROUTER_URL`` env var. A path prefix in it is
+            kept (a Router behind an ingress path).
+        namespace, cr_name: the template the session was created from.
+        base_url: the full invocations URL instead of ``router_url``, ``namespace`` and
+            ``cr_name``.
         timeout: read timeout in seconds for file operations.
+        connect_timeout: connect timeout in seconds.
+        pool_connections, pool_maxsize: as for :class:`~agentcube.clients.ControlPlaneClient`.
+        auth: an :class:`~agentcube.auth.AuthProvider` for the Router (none by default).
+        retry, session, kind: the retry policy, a ``requests.Session`` to send through, and
+            the resource kind (for sandboxes that speak the code-interpreter API).
+
+    Attributes:
+        session_id, cr_name, namespace, base_url, timeout, connect_timeout, session, logger.
 
     Raises:
-        InvalidArgumentError: bad session id, name, namespace or URL (nothing is sent).
+        InvalidArgumentError: bad session id, names or URL, or neither ``base_url`` nor all of
+            ``router_url``, ``namespace`` and ``cr_name`` (a ValueError). Nothing is sent.
     """
 
     def __init__(
         self,
         session_id: str,
         router_url: str | None = None,
-        namespace: str = "default",
-        name: str = "my-interpreter",
-        auth_token: str | None = None,
-        *,
-        auth: AuthProvider | None = None,
-        timeout: float = 120.0,
+        namespace: str | None = None,
+        cr_name: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 120,
         connect_timeout: float = 5.0,
+        pool_connections: int = 10,
+        pool_maxsize: int = 10,
+        auth: AuthProvider | None = None,
+        *,
         retry: RetryPolicy | None = None,
         session: requests.Session | None = None,
         kind: ResourceKind = CODE_INTERPRETER,
     ) -> None:
-        super().__init__(
-            kind,
-            name,
-            namespace,
-            router_url,
-            auth_token=auth_token,
-            auth=auth,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retry=retry,
-            session=session,
+        self.logger = logging.getLogger(f"{__name__}.CodeInterpreterDataPlaneClient")
+        self.session_id = check_session_id(session_id)
+        self.namespace = namespace
+        self.cr_name = cr_name
+        self.pool_connections = pool_connections
+        self.pool_maxsize = pool_maxsize
+        if auth is not None and not callable(getattr(auth, "get_token", None)):
+            raise InvalidArgumentError("auth must have a get_token() method (an AuthProvider)")
+        if base_url:
+            origin, prefix = _split_base_url(base_url)
+        else:
+            router = resolve_url(router_url, ROUTER_URL_ENV, "router_url", required=False)
+            if not (router and namespace and cr_name):
+                raise InvalidArgumentError(
+                    "Either 'base_url' or all of 'router_url' (or the ROUTER_URL environment "
+                    "variable), 'namespace', 'cr_name' must be provided."
+                )
+            origin, prefix = router, kind.invocations_path(namespace, cr_name)
+        self._connect(
+            origin, auth, timeout, connect_timeout, retry, session, pool_connections, pool_maxsize
         )
-        self._set_session_id(check_session_id(session_id))
+        if base_url:
+            self._target = RouterTarget.with_prefix(self._endpoint, prefix, self.session_id)
+        else:
+            assert namespace is not None and cr_name is not None
+            self._target = RouterTarget.of(
+                self._endpoint, kind, namespace, cr_name, self.session_id
+            )
+        self.base_url = self._endpoint.base_url + self._target.prefix
 
-    def _call(
-        self,
-        method: str,
-        subpath: str,
-        extra_headers: Mapping[str, str] | None = None,
-        **kwargs: Any,
-    ) -> requests.Response:
-        # A 404 the router answers itself means the session is gone (SessionNotFoundError); a
-        # 404 the sandbox answers (no such file) stays a NotFoundError.
-        headers = {**self._headers, **extra_headers} if extra_headers else self._headers
-        return self._http.request(
-            method,
-            self._prefix + subpath,
-            headers=headers,
-            session_id=self.session_id,
-            session_scoped=True,
-            **kwargs,
+    @property
+    def name(self) -> str | None:
+        """The template name (``cr_name``)."""
+        return self.cr_name
+
+    def __repr__(self) -> str:
+        return (
+            f"CodeInterpreterDataPlaneClient(base_url={self.base_url!r}, "
+            f"session_id={self.session_id!r})"
         )
+
+    # -- commands --------------------------------------------------------------------------------
 
     def execute(
         self,
@@ -106,228 +118,154 @@ class CodeInterpreterDataPlaneClient(RouterClient):
         working_dir: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> ExecuteResponse:
-        """Run ``command`` (an argv list) in a fresh process: ``POST api/execute``.
+        """Run an argv in a fresh process (``POST api/execute``) and return the whole answer.
 
-        ``timeout`` (seconds, default 60) is enforced by the sandbox, which answers exit code
-        124 when it runs out. Never raises for a non-zero exit code.
+        ``timeout`` (seconds; None or 0: 120) is enforced by the sandbox, which answers exit
+        code 124 when it runs out. ``working_dir`` (created when missing) and ``env`` (added to
+        the sandbox's environment) are optional. Never raises for a non-zero exit code.
 
         Raises:
-            InvalidArgumentError: empty or non-string argv, bad timeout, env or working_dir.
+            InvalidArgumentError: bad argv, timeout, env or working_dir (nothing is sent).
             SessionNotFoundError: the session is gone.
             APIError / APIConnectionError / DataPlaneError: the call itself failed.
         """
-        if (
-            not isinstance(command, list)
-            or not command
-            or not all(isinstance(a, str) for a in command)
-        ):
-            raise InvalidArgumentError("command must be a non-empty list of strings")
-        if any("\0" in a for a in command):
-            raise InvalidArgumentError("command arguments must not contain NUL")
-        seconds = check_timeout(timeout, "timeout") or DEFAULT_COMMAND_TIMEOUT
-        if env is not None and not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-        ):
-            raise InvalidArgumentError("env must map strings to strings")
-        if working_dir is not None and not isinstance(working_dir, str):
-            raise InvalidArgumentError("working_dir must be a string")
-        from pydantic import ValidationError
-
-        from ..models import ExecuteRequest, ExecuteResponse
-
-        body = ExecuteRequest(
-            command=command,
-            timeout=_go_duration(seconds),
-            working_dir=working_dir,
-            env=dict(env) if env is not None else None,
+        return self._run(
+            _ops.execute(self._target, command, timeout, working_dir=working_dir, env=env)
         )
-        response = self._call(
-            "POST",
-            "api/execute",
-            json=body.model_dump(exclude_none=True),
-            timeout=seconds + _EXECUTE_MARGIN,
-        )
-        try:
-            return ExecuteResponse.model_validate(response.json())
-        except (ValueError, ValidationError) as exc:
-            raise DataPlaneError(
-                f"api/execute answered HTTP {response.status_code} without a valid result "
-                f"(session {self.session_id})"
-            ) from exc
 
-    def write_file(self, content: str | bytes, remote_path: str, mode: str = "0644") -> FileInfo:
-        """Write ``content`` (text is UTF-8 encoded) to ``remote_path``: ``POST api/files``.
+    def execute_command_result(
+        self, command: str | list[str], timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Run a command and return ``{"stdout", "stderr", "exit_code"}``, whatever the exit code.
 
-        Sent as JSON with base64 content; use :meth:`upload_file` for large files.
+        A string runs through ``sh -c`` (pipes, redirections and quoting work); a list is the
+        argv itself. ``timeout`` in seconds (None or 0: 120); a timed-out command exits 124.
         """
-        from ..models import UploadFileRequest
+        result = self._run(_ops.execute_command(self._target, command, timeout))
+        return {"stdout": result.stdout, "stderr": result.stderr, "exit_code": result.exit_code}
 
-        data = content.encode("utf-8") if isinstance(content, str) else content
-        if not isinstance(data, (bytes, bytearray)):
-            raise InvalidArgumentError("content must be str or bytes")
-        body = UploadFileRequest(
-            path=_check_remote_path(remote_path),
-            content=base64.b64encode(data).decode("ascii"),
-            mode=_check_mode(mode),
-        )
-        response = self._call("POST", "api/files", json=body.model_dump())
-        return self._file_info(response)
+    @overload
+    def execute_command(
+        self,
+        command: str | list[str],
+        timeout: float | None = None,
+        *,
+        background: Literal[False] = False,
+        log_file: str | None = None,
+    ) -> str: ...
 
-    def upload_file(self, local_path: str | os.PathLike[str], remote_path: str) -> FileInfo:
-        """Stream a local file to ``remote_path`` as multipart: ``POST api/files``.
+    @overload
+    def execute_command(
+        self,
+        command: str | list[str],
+        timeout: float | None = None,
+        *,
+        background: Literal[True],
+        log_file: str | None = None,
+    ) -> BackgroundProcess: ...
 
-        The file is read in chunks while it is sent; memory use does not grow with its size.
+    def execute_command(
+        self,
+        command: str | list[str],
+        timeout: float | None = None,
+        *,
+        background: bool = False,
+        log_file: str | None = None,
+    ) -> str | BackgroundProcess:
+        """Run a command and return its stdout (see :meth:`execute_command_result`).
+
+        With ``background=True`` the command is started detached and the call returns at once
+        with a :class:`~agentcube.BackgroundProcess` (its pid and ``log_file``, the workspace
+        file receiving its output). A plain ``"server &"`` would keep the call open: the
+        sandbox answers only when every process holding the command's output has exited.
+
+        Raises:
+            CommandExecutionError: non-zero exit (carries ``exit_code``, ``stderr``, ``command``).
+        """
+        if background:
+            return self._run(_ops.start_background(self._target, command, log_file))
+        if log_file is not None:
+            raise InvalidArgumentError("log_file is only for background=True")
+        result = self._run(_ops.execute_command(self._target, command, timeout))
+        return _ops.check_exit(result, command)
+
+    def run_code(self, language: str, code: str, timeout: float | None = None) -> str:
+        """Run ``code`` in ``language`` (python, py, python3, bash, sh) and return its stdout.
+
+        The code is written to a file, then run (two requests); the file is removed before
+        the code starts, and the working directory is the workspace. Python code whose line
+        breaks arrived as literal ``\\n`` sequences (a common LLM mistake) is repaired when
+        the repaired code parses and the original does not.
+
+        Raises:
+            InvalidArgumentError: unsupported language (a ValueError; nothing is sent).
+            CommandExecutionError: the code exited non-zero (``command`` is the language).
+        """
+        result = self._run(_ops.run_code(self._target, language, code, timeout))
+        return _ops.check_exit(result, language)
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def write_file(
+        self,
+        content: str | bytes,
+        remote_path: str,
+        *,
+        mode: str | int | None = None,
+        part_size: int | None = None,
+    ) -> FileInfo:
+        """Write text (UTF-8) or bytes to ``remote_path`` (relative to the workspace).
+
+        Up to ``part_size`` bytes (8 MiB) go in one request; more go in parts assembled in the
+        sandbox, atomically. ``mode`` (e.g. ``"0755"``) holds also over an existing file.
+
+        Raises:
+            InvalidArgumentError: bad path (one leaving the workspace), mode or content.
+            APIError / APIConnectionError / DataPlaneError: the transfer failed; no half file
+                is left at ``remote_path`` by a transfer in parts.
+        """
+        return self._run(_ops.write_file(self._target, content, remote_path, mode, part_size))
+
+    def upload_file(
+        self,
+        local_path: str | os.PathLike[str],
+        remote_path: str,
+        *,
+        mode: str | int | None = None,
+        part_size: int | None = None,
+    ) -> FileInfo:
+        """Stream a local file to ``remote_path``, in constant memory (see :meth:`write_file`).
 
         Raises:
             FileNotFoundError: ``local_path`` does not exist (nothing is sent).
-            PayloadTooLargeError: the server's upload limit was exceeded.
         """
-        remote = _check_remote_path(remote_path)
-        body = _MultipartFile(os.fspath(local_path), {"path": remote, "mode": "0644"})
-        response = self._call("POST", "api/files", extra_headers=body.headers, data=body)
-        return self._file_info(response)
+        return self._run(
+            _ops.upload_file(self._target, os.fspath(local_path), remote_path, mode, part_size)
+        )
 
     def download_file(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:
-        """Stream ``remote_path`` to ``local_path``: ``GET api/files/<path>``.
+        """Stream ``remote_path`` to ``local_path``, in constant memory.
 
-        The bytes go to a temporary file beside ``local_path``, which replaces it only once the
-        whole body has arrived: a failed download leaves no partial file (and an existing file
-        at ``local_path`` untouched).
+        Missing local directories are created once the sandbox answers. The bytes go to a
+        temporary file beside ``local_path`` that replaces it only when the whole body has
+        arrived: a failed download leaves no partial file. Compressed answers are decoded;
+        a truncated transfer is detected.
 
         Raises:
-            NotFoundError: no such file in the sandbox.
+            NotFoundError: no such file in the sandbox (nothing is created locally).
+            IsADirectoryError: ``local_path`` is a directory (nothing is sent).
             APIConnectionError: the transfer broke off.
         """
-        encoded = encode_subpath(_check_remote_path(remote_path), "remote_path")
-        if not encoded:  # "/" or "//": "GET api/files/" would be a directory listing
-            raise InvalidArgumentError(f"remote_path {remote_path!r} names no file")
-        subpath = "api/files/" + encoded
-        target = os.path.abspath(os.fspath(local_path))
-        directory = os.path.dirname(target)
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(f"no such local directory: {directory}")
-        if os.path.isdir(target):
-            raise IsADirectoryError(f"local_path is a directory: {target}")
-        # Created like any new file (mode 0o666 less the umask), under a name nobody else uses.
-        partial = os.path.join(directory, f".agentcube-download-{secrets.token_hex(8)}")
-        out = open(partial, "xb")
-        try:
-            written = 0
-            response = self._call("GET", subpath, stream=True)
-            with response, out:
-                try:
-                    for chunk in response.iter_content(_CHUNK):
-                        out.write(chunk)
-                        written += len(chunk)
-                except requests.RequestException as exc:
-                    raise APIConnectionError(
-                        f"download of {remote_path!r} broke off after {written} bytes "
-                        f"(session {self.session_id}): {type(exc).__name__}"
-                    ) from exc
-            expected = response.headers.get("Content-Length")
-            if expected is not None and expected.isdigit() and int(expected) != written:
-                raise APIConnectionError(
-                    f"download of {remote_path!r} is truncated: {written} of {expected} bytes"
-                )
-            os.replace(partial, target)
-        except BaseException:
-            out.close()
-            try:
-                os.unlink(partial)
-            except OSError:
-                pass
-            raise
+        self._run(_ops.download_file(self._target, remote_path, os.fspath(local_path)))
 
     def list_files(self, path: str = ".") -> list[dict[str, Any]]:
-        """List a directory: ``GET api/files?path=DIR``; one dict per entry
-        (``name``, ``size``, ``modified``, ``mode``, ``is_dir``).
-        """
-        from pydantic import ValidationError
-
-        from ..models import FileListResponse
-
-        response = self._call("GET", "api/files", params={"path": _check_remote_path(path)})
-        try:
-            listing = FileListResponse.model_validate(response.json())
-        except (ValueError, ValidationError) as exc:
-            raise DataPlaneError(f"api/files answered an invalid listing for {path!r}") from exc
-        return [entry.model_dump() for entry in listing.files]
-
-    def _file_info(self, response: requests.Response) -> FileInfo:
-        from pydantic import ValidationError
-
-        from ..models import FileInfo
-
-        try:
-            return FileInfo.model_validate(response.json())
-        except (ValueError, ValidationError) as exc:
-            raise DataPlaneError("api/files answered an invalid file info") from exc
+        """List a sandbox directory: one dict per entry (``name``, ``size``, ``modified``,
+        ``mode``, ``is_dir``), as the sandbox sends them."""
+        return self._run(_ops.list_files(self._target, path))
 
 
-class _MultipartFile:
-    """A multipart/form-data body that reads the file while it is sent.
-
-    It has a length, so requests sends a Content-Length instead of chunked encoding, and it can
-    be iterated again from the start if the request has to be re-sent.
-    """
-
-    def __init__(self, path: str, fields: dict[str, str]) -> None:
-        self._path = path
-        size = os.stat(path).st_size  # FileNotFoundError before anything is sent
-        boundary = secrets.token_hex(16)
-        parts = [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'.encode()
-            + value.encode("utf-8")
-            + b"\r\n"
-            for key, value in fields.items()
-        ]
-        parts.append(
-            f"--{boundary}\r\nContent-Disposition: form-data; "
-            f'name="file"; filename="upload"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n".encode()
-        )
-        self._head = b"".join(parts)
-        self._tail = f"\r\n--{boundary}--\r\n".encode()
-        self._length = len(self._head) + size + len(self._tail)
-        self.headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield self._head
-        with open(self._path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                yield chunk
-        yield self._tail
-
-
-def _check_remote_path(path: object) -> str:
-    if not isinstance(path, str) or not path:
-        raise InvalidArgumentError("a remote path must be a non-empty string")
-    if "\0" in path:
-        raise InvalidArgumentError("a remote path must not contain NUL")
-    if not path.isascii():
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate: no URL or JSON text can carry it as is
-            raise InvalidArgumentError(
-                f"a remote path must be valid Unicode text, not {path!r}"
-            ) from None
-    return path
-
-
-def _check_mode(mode: object) -> str:
-    if (
-        not isinstance(mode, str)
-        or not (1 <= len(mode) <= 4)
-        or any(c not in "01234567" for c in mode)
-    ):
-        raise InvalidArgumentError(f"mode must be an octal string like '0644', not {mode!r}")
-    return mode
-
-
-def _go_duration(seconds: float) -> str:
-    """Seconds as a Go duration string ("30s", "1.5s"), rounded up to the millisecond."""
-    millis = math.ceil(seconds * 1000)
-    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+def _split_base_url(base_url: str) -> tuple[str, str]:
+    """``http://host/p/invocations`` -> (``http://host``, ``/p/invocations/``)."""
+    url = validate_url(base_url, "base_url")
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}", (parts.path.rstrip("/") + "/")

@@ -7,33 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from .._config import (
-    WORKLOAD_MANAGER_URL_ENV,
-    check_name,
-    check_namespace,
-    check_server_session_id,
-    check_session_id,
-)
-from .._http import RetryPolicy, ServiceClient
-from ..auth import AuthProvider
-from ..exceptions import InvalidArgumentError, SessionError, error_from_response
+from .. import _ops
+from .._config import WORKLOAD_MANAGER_URL_ENV
+from .._protocol import Endpoint, RetryPolicy
+from .._sync import SyncTransport
+from ..auth import AuthProvider, resolve_auth
+from ..exceptions import AgentCubeError
 from ..kinds import CODE_INTERPRETER, ResourceKind
+from ._base import ServiceClient
 
 if TYPE_CHECKING:
     from ..models import CreateSessionResponse
-
-logger = logging.getLogger(__name__)
-
-_NOT_FOUND = frozenset({404})
-
-
-def _is_workload_manager_error(response: requests.Response) -> bool:
-    try:
-        body = response.json()
-    except ValueError:
-        return False
-    return isinstance(body, dict) and isinstance(body.get("message"), str)
-
 
 __all__ = ["ControlPlaneClient"]
 
@@ -44,41 +28,64 @@ class ControlPlaneClient(ServiceClient):
     Args:
         workload_manager_url: base URL; defaults to the ``WORKLOAD_MANAGER_URL`` env var.
         auth_token: a fixed bearer token (see also ``auth``).
+        timeout: read timeout in seconds (creates always wait at least 150 s, past the
+            server's own 2-minute bound).
+        connect_timeout: connect timeout in seconds.
+        pool_connections, pool_maxsize: without them the client uses the process-wide
+            keep-alive pool; with other values it gets connections of its own, sized so.
         auth: an :class:`~agentcube.auth.AuthProvider`; wins over ``auth_token``. With neither,
             the Kubernetes service-account token file is used when present.
-        timeout, connect_timeout: read and connect timeouts in seconds.
-        retry: retry policy for DELETE (creates are never retried once sent).
+        retry: retry policy (creates are never retried once sent).
+        session: a ``requests.Session`` to send through (it stays yours).
+
+    Attributes:
+        base_url: the WorkloadManager URL (without a trailing ``/``).
 
     Raises:
-        InvalidArgumentError: no URL configured (names the argument and the env var) or bad URL.
+        InvalidArgumentError: no URL configured (the message names the argument and the env
+            var), a bad URL or a bad timeout. Nothing is sent.
     """
 
     def __init__(
         self,
         workload_manager_url: str | None = None,
         auth_token: str | None = None,
-        *,
-        auth: AuthProvider | None = None,
-        timeout: float = 150.0,
+        timeout: float = 120,
         connect_timeout: float = 5.0,
+        pool_connections: int = 10,
+        pool_maxsize: int = 10,
+        auth: AuthProvider | None = None,
+        *,
         retry: RetryPolicy | None = None,
         session: requests.Session | None = None,
     ) -> None:
-        self._connect(
+        self.logger = logging.getLogger(f"{__name__}.ControlPlaneClient")
+        self._auth = resolve_auth(auth, auth_token, service_account=True)
+        self._setup(
             workload_manager_url,
             WORKLOAD_MANAGER_URL_ENV,
             "workload_manager_url",
-            auth=auth,
-            auth_token=auth_token,
+            auth=self._auth,
             timeout=timeout,
             connect_timeout=connect_timeout,
             retry=retry,
             session=session,
+            pool_connections=pool_connections,
+            pool_maxsize=pool_maxsize,
         )
+
+    @classmethod
+    def _from_endpoint(cls, endpoint: Endpoint, transport: SyncTransport) -> ControlPlaneClient:
+        """The control-plane client of a session client (which resolved the endpoint)."""
+        client = cls.__new__(cls)
+        client.logger = logging.getLogger(f"{__name__}.ControlPlaneClient")
+        client._auth = endpoint.auth
+        client._adopt(endpoint, transport)
+        return client
 
     @property
     def base_url(self) -> str:
-        return self._http.base_url
+        return self._endpoint.base_url
 
     def __repr__(self) -> str:
         return f"ControlPlaneClient(workload_manager_url={self.base_url!r})"
@@ -94,8 +101,8 @@ class ControlPlaneClient(ServiceClient):
     ) -> CreateSessionResponse:
         """Create a session of ``kind`` from template ``name``: ``POST /v1/<segment>``.
 
-        Sends ``{"name", "namespace", "ttl", "metadata"}``. Not retried once the request may
-        have reached the server (a retry could create a second sandbox).
+        Sends ``{"name", "namespace", "ttl", "metadata"}`` once: a create is never retried
+        after it may have reached the server (a retry could make a second sandbox).
 
         Raises:
             InvalidArgumentError: bad name, namespace, ttl or metadata (nothing is sent).
@@ -103,30 +110,9 @@ class ControlPlaneClient(ServiceClient):
             SessionError: the answer has no valid ``sessionId``.
             APIError / APIConnectionError: any other failure.
         """
-        from pydantic import ValidationError
-
-        from ..models import CreateSessionRequest, CreateSessionResponse
-
-        check_name(name, "name")
-        check_namespace(namespace)
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
-            raise InvalidArgumentError(f"ttl must be a positive number of seconds, not {ttl!r}")
-        if metadata is not None and not isinstance(metadata, dict):
-            raise InvalidArgumentError("metadata must be a dict")
-        body = CreateSessionRequest(
-            name=name, namespace=namespace, ttl=ttl, metadata=metadata or {}
+        return self._run(
+            _ops.create_session(self._endpoint, kind, name, namespace, ttl=ttl, metadata=metadata)
         )
-        response = self._http.request("POST", kind.create_path, json=body.model_dump())
-        try:
-            created = CreateSessionResponse.model_validate(response.json())
-        except (ValueError, ValidationError) as exc:
-            raise SessionError(
-                f"the WorkloadManager created a {kind.name} session but its answer has no valid "
-                f"sessionId (HTTP {response.status_code}); the sandbox may be running"
-            ) from exc
-        check_server_session_id(created.session_id)
-        logger.info("created %s session %s", kind.name, created.session_id)
-        return created
 
     def delete(
         self,
@@ -138,37 +124,22 @@ class ControlPlaneClient(ServiceClient):
     ) -> bool:
         """Delete a session of any kind: ``DELETE /v1/<segment>/sessions/<id>``.
 
-        Retried on connection errors and 502/503/504 per the retry policy. ``timeout`` is the
-        read timeout of each attempt (default: this client's); ``deadline`` (a
-        ``time.monotonic()`` value) bounds all attempts together.
+        Retried on connection errors and 502/503/504. ``timeout`` is the read timeout of each
+        attempt (default: this client's); ``deadline`` (``time.monotonic()``) bounds them all.
 
         Returns:
-            True if this call deleted it, False if the server no longer had it (404).
+            True if this call deleted it, False if the WorkloadManager no longer had it.
         Raises:
             InvalidArgumentError: invalid session id (nothing is sent).
             APIError / APIConnectionError: the delete failed; the session may still exist.
         """
-        check_session_id(session_id)
-        response = self._http.request(
-            "DELETE",
-            kind.session_path(session_id),
-            session_id=session_id,
-            timeout=timeout,
-            deadline=deadline,
-            ok_statuses=_NOT_FOUND,
+        return self._run(
+            _ops.delete_session(
+                self._endpoint, kind, session_id, timeout=timeout, deadline=deadline
+            )
         )
-        response.close()
-        if response.status_code == 404:
-            # Only the WorkloadManager's own answer ({"message": ...}) means "already gone"; a
-            # 404 from anything else (a router or proxy at that URL) must not drop the session.
-            if not _is_workload_manager_error(response):
-                raise error_from_response(response, session_id=session_id)
-            logger.info("%s session %s was already gone", kind.name, session_id)
-            return False
-        logger.info("deleted %s session %s", kind.name, session_id)
-        return True
 
-    # -- the historic code-interpreter API -------------------------------------------------
+    # -- the historic code-interpreter API -----------------------------------------------------
 
     def create_session(
         self,
@@ -181,6 +152,19 @@ class ControlPlaneClient(ServiceClient):
         return self.create(CODE_INTERPRETER, name, namespace, ttl=ttl, metadata=metadata).session_id
 
     def delete_session(self, session_id: str) -> bool:
-        """Delete a code-interpreter session; True once it is gone (404 counts as gone)."""
-        self.delete(CODE_INTERPRETER, session_id)
+        """Delete a code-interpreter session.
+
+        Returns:
+            True once it is gone (also when the WorkloadManager no longer had it); False when
+            the delete failed (the failure is logged at ERROR): the session may still exist.
+        Raises:
+            InvalidArgumentError: invalid session id (nothing is sent).
+        """
+        try:
+            self.delete(CODE_INTERPRETER, session_id)
+        except (AgentCubeError, requests.RequestException) as exc:
+            if isinstance(exc, ValueError):  # bad input is the caller's to fix, not a failure
+                raise
+            self.logger.error("Failed to delete session %s: %s", session_id, exc)
+            return False
         return True

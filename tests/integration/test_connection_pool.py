@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agentcube import AgentRuntimeClient, CodeInterpreterClient, _http
+from agentcube import AgentRuntimeClient, CodeInterpreterClient
+from agentcube import _sync as _http
 from agentcube.local import LocalAgentCube
 
 pytestmark = pytest.mark.integration
@@ -32,12 +33,12 @@ def test_each_client_has_its_own_cookies_but_not_its_own_pool(
     urls: dict[str, str], fresh_pool: None
 ) -> None:
     with CodeInterpreterClient(**urls) as a, CodeInterpreterClient(**urls) as b:
-        a.data_plane._http.session.cookies.set("affinity", "a")
-        assert "affinity" not in b.data_plane._http.session.cookies
-        assert a.data_plane._http.session is not b.data_plane._http.session
-        assert a.data_plane._http.session.get_adapter(
+        a.data_plane.session.cookies.set("affinity", "a")
+        assert "affinity" not in b.data_plane.session.cookies
+        assert a.data_plane.session is not b.data_plane.session
+        assert a.data_plane.session.get_adapter(
             urls["router_url"]
-        ) is b.data_plane._http.session.get_adapter(urls["router_url"])
+        ) is b.data_plane.session.get_adapter(urls["router_url"])
 
 
 def test_a_forked_child_does_not_share_the_parents_sockets(fresh_pool: None) -> None:

@@ -25,6 +25,7 @@ from agentcube import (
     InvalidArgumentError,
     RetryPolicy,
 )
+from agentcube._ops import workspace_path
 from agentcube.clients import (
     AgentRuntimeDataPlaneClient,
     CodeInterpreterDataPlaneClient,
@@ -77,8 +78,8 @@ def _refused_everywhere(url: str, sid: str) -> None:
     calls = [
         lambda: CodeInterpreterClient(session_id=sid, workload_manager_url=url, router_url=url),
         lambda: AgentRuntimeClient("a", session_id=sid, workload_manager_url=url, router_url=url),
-        lambda: CodeInterpreterDataPlaneClient(sid, url),
-        lambda: AgentRuntimeDataPlaneClient("a", router_url=url, session_id=sid),
+        lambda: CodeInterpreterDataPlaneClient(sid, url, "default", "a"),
+        lambda: AgentRuntimeDataPlaneClient(url, "default", "a").invoke(sid, {}),
         lambda: ControlPlaneClient(url).delete(CODE_INTERPRETER, sid),
         lambda: ControlPlaneClient(url).delete_session(sid),
     ]
@@ -240,19 +241,24 @@ def test_a_remote_path_reaches_the_server_as_written_and_stays_in_the_workspace(
     ci: CodeInterpreterClient = sandbox["ci"]
     workspace: Path = sandbox["workspace"]
     prefix = "/v1/namespaces/default/code-interpreters/my-interpreter/invocations/"
-    normalised = "/".join(segment for segment in path.split("/") if segment)
+    try:
+        normalised: str | None = workspace_path(path, allow_root=False)
+    except InvalidArgumentError:
+        normalised = None  # refused before anything is sent
 
     # write
     start = len(cube.requests_seen())
     try:
         info = ci.data_plane.write_file(PAYLOAD, path)
     except InvalidArgumentError:
+        assert normalised is None or normalised.startswith(".agentcube-")
         assert _router_paths(cube, start) == [], "refused before sending"
     except APIError as exc:
-        assert exc.status_code == 400, exc
+        assert exc.status_code in (400, 500), exc
     else:
-        assert info.path == path, "the server got the path exactly as written"
-        real = os.path.realpath(os.path.join(workspace, path.lstrip("/")))
+        assert normalised is not None
+        assert info.path == normalised, "the server got the path the sandbox resolves"
+        real = os.path.realpath(os.path.join(workspace, normalised))
         assert _inside(real, workspace)
         assert Path(real).read_bytes() == PAYLOAD
 
@@ -262,12 +268,14 @@ def test_a_remote_path_reaches_the_server_as_written_and_stays_in_the_workspace(
     try:
         ci.download_file(path, target)
     except InvalidArgumentError:
+        assert normalised is None
         assert _router_paths(cube, start) == [], "refused before sending"
     except APIError as exc:
         assert exc.status_code in (400, 404), exc
-        assert _router_paths(cube, start) == [prefix + "api/files/" + normalised]
+        assert _router_paths(cube, start) == [prefix + "api/files/" + str(normalised)]
     else:
-        assert _router_paths(cube, start) == [prefix + "api/files/" + normalised]
+        assert normalised is not None
+        assert _router_paths(cube, start)[0] == prefix + "api/files/" + normalised
         real = os.path.realpath(os.path.join(workspace, normalised))
         assert _inside(real, workspace) and os.path.isfile(real)
         assert target.read_bytes() == Path(real).read_bytes() != SECRET

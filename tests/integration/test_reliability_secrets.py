@@ -22,6 +22,7 @@ from agentcube import (
     AgentCubeError,
     AgentRuntimeClient,
     APIConnectionError,
+    APIError,
     APITimeoutError,
     AuthenticationError,
     CodeInterpreterClient,
@@ -354,32 +355,49 @@ def redirect_pair() -> Iterator[tuple[RecordingServer, RecordingServer]]:
     target.close()
 
 
-def test_the_token_is_not_sent_on_a_redirect_to_another_port(
+def test_redirects_are_not_followed_and_the_token_stays_put(
     redirect_pair: tuple[RecordingServer, RecordingServer],
 ) -> None:
+    # AgentCube's services never redirect a request the SDK sends: a redirect means a wrong
+    # URL. It is reported (status and Location), never followed, so the credential and the
+    # body stay with the server they were meant for.
     origin, target = redirect_pair
+    with pytest.raises(APIError) as create:
+        CodeInterpreterClient(
+            workload_manager_url=origin.url, router_url=origin.url, auth_token=TOKEN, retry=ONCE
+        )
     ci = CodeInterpreterClient(
-        workload_manager_url=origin.url, router_url=origin.url, auth_token=TOKEN, retry=ONCE
-    )
-    ci.list_files(".")
-    ci.write_file("x", "a.txt")
-    ci.stop()
-    ar = AgentRuntimeClient(
-        "echo-agent",
+        session_id="attached-1",
         workload_manager_url=origin.url,
         router_url=origin.url,
         auth_token=TOKEN,
         retry=ONCE,
     )
-    ar.invoke({"q": 1})
-    ar.stop()
+    with pytest.raises(APIError) as listing:
+        ci.list_files(".")
+    with pytest.raises(APIError):
+        ci.write_file("x", "a.txt")
+    with pytest.raises(APIError):
+        ci.stop()
+    ci.detach()
+    ar = AgentRuntimeClient(
+        "echo-agent",
+        session_id="attached-2",
+        workload_manager_url=origin.url,
+        router_url=origin.url,
+        auth_token=TOKEN,
+        retry=ONCE,
+    )
+    with pytest.raises(APIError):
+        ar.invoke({"q": 1})
+    for error in (create.value, listing.value):
+        assert error.status_code == 307
+        assert target.url in str(error)
+        _assert_hidden(error)
     sent = origin.requests()
-    received = target.requests()
-    assert {s.method for s in received} == {"POST", "GET", "DELETE"}, "redirects were followed"
-    assert len(received) == len(sent) == 7
+    assert len(sent) == 5
     assert all(s.header("Authorization") == [f"Bearer {TOKEN}"] for s in sent)
-    assert [s for s in received if s.header("Authorization")] == []
-    assert all(TOKEN.encode() not in s.body for s in received)
+    assert target.requests() == [], "a redirect was followed"
 
 
 def test_the_token_endpoint_is_never_redirected(

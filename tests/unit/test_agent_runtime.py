@@ -234,24 +234,35 @@ def test_close_deletes_nothing_and_client_keeps_working(cube, make_ar, requests_
     assert ar.stop() is StopOutcome.DELETED
 
 
-def test_data_plane_client_bootstrap_and_close(requests_mock):
+def test_data_plane_client_bootstrap_and_invoke_in_upstream_shape(requests_mock):
+    # AgentRuntimeDataPlaneClient(router_url, namespace, agent_name): bootstrap_session_id()
+    # returns the id; invoke(session_id, payload, timeout, path) returns the Response itself.
     requests_mock.get(PREFIX, headers={HEADER: "ar-5"})
     invoke = requests_mock.post(PREFIX + "x", json={"ok": True})
-    with AgentRuntimeDataPlaneClient("my-agent", router_url=ROUTER) as dp:
-        assert dp.session_id is None
-        with pytest.raises(SessionError):
-            dp.invoke({})
-        assert dp.bootstrap_session() == "ar-5"
-        assert dp.invoke({}, path="x") == {"ok": True}
+    failing = requests_mock.post(PREFIX + "bad", status_code=500, json={"error": "boom"})
+    with AgentRuntimeDataPlaneClient(ROUTER, "default", "my-agent") as dp:
+        assert dp.SESSION_HEADER == HEADER
+        assert dp.base_url == PREFIX
+        session_id = dp.bootstrap_session_id()
+        assert session_id == "ar-5"
+        response = dp.invoke(session_id, {"q": 1}, path="x")
+        assert isinstance(response, requests.Response)
+        assert response.json() == {"ok": True}
+        bad = dp.invoke(session_id=session_id, payload={}, timeout=3, path="/bad")
+        assert bad.status_code == 500
+        with pytest.raises(requests.HTTPError):
+            bad.raise_for_status()
     assert invoke.last_request.headers[HEADER] == "ar-5"
+    assert invoke.last_request.json() == {"q": 1}
+    assert failing.last_request.timeout == (5.0, 3)
     assert all(r.method != "DELETE" for r in requests_mock.request_history)
 
 
 def test_data_plane_client_reads_router_url_from_env(monkeypatch, requests_mock):
     monkeypatch.setenv("ROUTER_URL", ROUTER)
     invoke = requests_mock.post(PREFIX, json={"ok": True})
-    dp = AgentRuntimeDataPlaneClient("my-agent", session_id="ar-1")
-    assert dp.invoke({}) == {"ok": True}
+    dp = AgentRuntimeDataPlaneClient(None, "default", "my-agent")
+    assert dp.invoke("ar-1", {}).json() == {"ok": True}
     assert invoke.call_count == 1
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import email.parser
 import email.policy
 import io
@@ -144,7 +143,7 @@ def test_execute_command_sends_sh_c_with_timeout_and_header(ci, cube):
     assert ci.execute_command("echo hello") == "hello\n"
     request = execute.last_request
     assert request.url == PREFIX + "api/execute"
-    assert request.json() == {"command": ["sh", "-c", "echo hello"], "timeout": "60s"}
+    assert request.json() == {"command": ["sh", "-c", "echo hello"], "timeout": "120s"}
     assert request.headers[HEADER] == "ci-1"
 
 
@@ -213,7 +212,7 @@ def test_execute_is_not_retried_on_503(ci, requests_mock):
         ("py", "python3"),
         ("python3", "python3"),
         ("bash", "bash"),
-        ("sh", "sh"),
+        ("sh", "bash"),  # sh code has always run under bash
     ],
 )
 def test_run_code_writes_a_file_then_executes_it(ci, requests_mock, language, interpreter):
@@ -227,12 +226,12 @@ def test_run_code_writes_a_file_then_executes_it(ci, requests_mock, language, in
         "files",
         "execute",
     ]
-    written = files.last_request.json()
-    assert base64.b64decode(written["content"]).decode("utf-8") == code
+    written = _multipart_fields(files.last_request)
+    assert written["file"].decode("utf-8") == code
     assert files.last_request.headers[HEADER] == "ci-1"
 
     command = execute.last_request.json()["command"]
-    assert written["path"] in command
+    assert "./" + written["path"].decode() in command
     assert any(interpreter in part.split() for part in command)
     assert execute.last_request.headers[HEADER] == "ci-1"
 
@@ -259,15 +258,15 @@ def test_run_code_unsupported_language_sends_nothing(ci, requests_mock, language
 # -- files --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content", ["héllo\nwörld", b"\x00\x01\xffbinary"])
-def test_write_file_posts_base64_json(ci, requests_mock, content):
+@pytest.mark.parametrize("content", ["héllo\nwörld", b"\x00\x01\xffbinary", b"", ""])
+def test_write_file_posts_multipart(ci, requests_mock, content):
     files = requests_mock.post(PREFIX + "api/files", json={"path": "data/f", "size": 3})
     ci.write_file(content, "data/f")
-    body = files.last_request.json()
+    fields = _multipart_fields(files.last_request)
     expected = content.encode("utf-8") if isinstance(content, str) else content
-    assert base64.b64decode(body["content"]) == expected
-    assert body["path"] == "data/f"
-    assert body["mode"] == "0644"
+    assert fields["file"] == expected
+    assert fields["path"] == b"data/f"
+    assert fields["mode"] == b"0644"
     assert files.last_request.headers[HEADER] == "ci-1"
 
 
@@ -395,10 +394,16 @@ def test_router_404_without_session_header_means_the_session_is_gone(ci, request
     assert os.listdir(tmp_path) == []
 
 
-def test_download_to_missing_directory_sends_nothing(ci, requests_mock, tmp_path):
-    with pytest.raises(FileNotFoundError):
+def test_download_creates_missing_directories_only_once_the_file_exists(
+    ci, requests_mock, tmp_path
+):
+    requests_mock.get(PREFIX + "api/files/x", status_code=404, json={"error": "File not found"})
+    requests_mock.get(PREFIX + "api/files/y", content=b"why")
+    with pytest.raises(NotFoundError):
         ci.download_file("x", tmp_path / "no-such-dir" / "x")
-    assert requests_mock.call_count == 0
+    assert not (tmp_path / "no-such-dir").exists()
+    ci.download_file("y", tmp_path / "new" / "deeper" / "y")
+    assert (tmp_path / "new" / "deeper" / "y").read_bytes() == b"why"
 
 
 def test_download_is_retried_on_503(ci, requests_mock, tmp_path):

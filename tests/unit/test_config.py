@@ -22,6 +22,7 @@ from agentcube.clients import (
     CodeInterpreterDataPlaneClient,
     ControlPlaneClient,
 )
+from agentcube.kinds import CODE_INTERPRETER
 
 WM = "http://wm.test"
 ROUTER = "http://router.test"
@@ -86,8 +87,8 @@ def test_missing_router_url_names_argument_and_env_var(requests_mock):
     for build in (
         lambda: CodeInterpreterClient(workload_manager_url=WM),
         lambda: AgentRuntimeClient("my-agent"),
-        lambda: CodeInterpreterDataPlaneClient("ci-1"),
-        lambda: AgentRuntimeDataPlaneClient("my-agent"),
+        lambda: CodeInterpreterDataPlaneClient("ci-1", namespace="default", cr_name="ci"),
+        lambda: AgentRuntimeDataPlaneClient(None, "default", "my-agent"),
     ):
         with pytest.raises(ValueError) as info:
             build()
@@ -168,9 +169,9 @@ def test_unsafe_session_ids_are_refused_before_any_request(requests_mock, bad):
     with pytest.raises(ValueError):
         AgentRuntimeClient("my-agent", router_url=ROUTER, session_id=bad)
     with pytest.raises(ValueError):
-        CodeInterpreterDataPlaneClient(bad, ROUTER)
+        CodeInterpreterDataPlaneClient(bad, ROUTER, "default", "my-interpreter")
     with pytest.raises(ValueError):
-        AgentRuntimeDataPlaneClient("my-agent", router_url=ROUTER, session_id=bad)
+        AgentRuntimeDataPlaneClient(ROUTER, "default", "my-agent").invoke(bad, {})
     assert requests_mock.call_count == 0
 
 
@@ -271,9 +272,18 @@ def test_auth_token_wins_over_service_account(requests_mock, service_account_tok
     assert _auth_header(requests_mock, auth_token="from-token") == "Bearer from-token"
 
 
-def test_service_account_token_is_the_fallback(requests_mock, service_account_token_path):
+def test_service_account_token_goes_to_the_workload_manager_only(
+    requests_mock, service_account_token_path
+):
+    # The Kubernetes token is the WorkloadManager's credential; the Router wants another kind.
     service_account_token_path.write_text("from-sa\n")
-    assert _auth_header(requests_mock) == "Bearer from-sa"
+    delete = requests_mock.delete(f"{WM}/v1/code-interpreter/sessions/ci-1", json={})
+    execute = requests_mock.post(CI_EXECUTE, json=EXEC_OK)
+    ci = CodeInterpreterClient(session_id="ci-1", workload_manager_url=WM, router_url=ROUTER)
+    ci.execute_command("true")
+    ci.stop()
+    assert "Authorization" not in execute.last_request.headers
+    assert delete.last_request.headers["Authorization"] == "Bearer from-sa"
 
 
 def test_no_token_sends_no_authorization(requests_mock):
@@ -282,16 +292,17 @@ def test_no_token_sends_no_authorization(requests_mock):
 
 def test_service_account_token_is_reread_when_rotated(requests_mock, service_account_token_path):
     service_account_token_path.write_text("first")
-    execute = requests_mock.post(CI_EXECUTE, json=EXEC_OK)
-    ci = CodeInterpreterClient(session_id="ci-1", workload_manager_url=WM, router_url=ROUTER)
-    ci.execute_command("true")
-    assert execute.last_request.headers["Authorization"] == "Bearer first"
+    delete = requests_mock.delete(
+        f"{WM}/v1/code-interpreter/sessions/ci-1", json={"message": "not found"}, status_code=404
+    )
+    cp = ControlPlaneClient(WM)
+    cp.delete(CODE_INTERPRETER, "ci-1")
+    assert delete.last_request.headers["Authorization"] == "Bearer first"
     service_account_token_path.write_text("second")
     stat = os.stat(service_account_token_path)
     os.utime(service_account_token_path, (stat.st_atime + 10, stat.st_mtime + 10))
-    ci.execute_command("true")
-    assert execute.last_request.headers["Authorization"] == "Bearer second"
-    ci.detach()
+    cp.delete(CODE_INTERPRETER, "ci-1")
+    assert delete.last_request.headers["Authorization"] == "Bearer second"
 
 
 def test_service_account_token_used_by_control_plane(requests_mock, service_account_token_path):

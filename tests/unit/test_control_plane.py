@@ -98,13 +98,25 @@ def test_delete_session_404_still_counts_as_deleted(cp, requests_mock):
     assert delete.call_count == 1
 
 
-def test_delete_session_500_raises(cp, requests_mock):
+def test_delete_session_failure_returns_false_and_logs_it(cp, requests_mock, caplog):
+    # delete_session() keeps its historic contract: False on failure, never an exception;
+    # delete(), the lifecycle's path, raises.
     requests_mock.delete(
         f"{WM}/v1/code-interpreter/sessions/ci-9", status_code=500, json={"message": "boom"}
     )
+    with caplog.at_level("ERROR", logger="agentcube.clients.control_plane"):
+        assert cp.delete_session("ci-9") is False
+    assert "Failed to delete session ci-9" in caplog.text
+    assert "boom" in caplog.text
     with pytest.raises(ServerError) as info:
-        cp.delete_session("ci-9")
+        cp.delete(CODE_INTERPRETER, "ci-9")
     assert info.value.session_id == "ci-9"
+
+
+def test_delete_session_refuses_a_bad_id_before_sending(cp, requests_mock):
+    with pytest.raises(ValueError):
+        cp.delete_session("a/b")
+    assert requests_mock.call_count == 0
 
 
 def test_create_session_historic_api(cp, requests_mock):

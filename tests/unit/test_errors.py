@@ -27,7 +27,7 @@ from agentcube import (
     SessionError,
     SessionNotFoundError,
 )
-from agentcube import _http as agentcube_http
+from agentcube import _sync as agentcube_http
 from agentcube.clients import CodeInterpreterDataPlaneClient, ControlPlaneClient
 
 WM = "http://wm.test"
@@ -54,7 +54,9 @@ def cp():
 
 @pytest.fixture
 def dp():
-    return CodeInterpreterDataPlaneClient("ci-1", ROUTER, retry=RetryPolicy(max_attempts=1))
+    return CodeInterpreterDataPlaneClient(
+        "ci-1", ROUTER, "default", "my-interpreter", retry=RetryPolicy(max_attempts=1)
+    )
 
 
 @pytest.mark.parametrize(("status", "cls"), STATUS_CLASSES)
@@ -131,7 +133,9 @@ def test_connection_error_is_wrapped_from_the_original(dp, requests_mock):
     assert isinstance(err, requests.ConnectionError)
     assert isinstance(err, AgentCubeError)
     assert not isinstance(err, APITimeoutError)
-    assert err.__cause__ is original
+    # The library's exception is not chained: it holds the request, credentials included.
+    assert err.__cause__ is None and err.__suppress_context__
+    assert "ConnectionError" in str(err)
     assert "ci-1" in str(err)
 
 
@@ -140,7 +144,9 @@ def test_connection_error_is_wrapped_from_the_original(dp, requests_mock):
     [requests.exceptions.ReadTimeout("slow"), requests.exceptions.ConnectTimeout("slow")],
 )
 def test_timeout_is_api_timeout_error(requests_mock, original):
-    dp = CodeInterpreterDataPlaneClient("ci-1", ROUTER, retry=RetryPolicy(max_attempts=1))
+    dp = CodeInterpreterDataPlaneClient(
+        "ci-1", ROUTER, "default", "my-interpreter", retry=RetryPolicy(max_attempts=1)
+    )
     requests_mock.post(PREFIX + "api/execute", exc=original)
     with pytest.raises(APITimeoutError) as info:
         dp.execute(["true"])
@@ -148,7 +154,8 @@ def test_timeout_is_api_timeout_error(requests_mock, original):
     assert isinstance(err, requests.Timeout)
     assert isinstance(err, APIConnectionError)
     assert isinstance(err, requests.ConnectionError)
-    assert err.__cause__ is original
+    assert err.__cause__ is None and err.__suppress_context__
+    assert type(original).__name__ in str(err)
 
 
 # -- retries of idempotent requests -------------------------------------------------------------
@@ -156,7 +163,9 @@ def test_timeout_is_api_timeout_error(requests_mock, original):
 
 @pytest.mark.parametrize("status", [502, 503, 504])
 def test_get_is_retried_on_gateway_errors_then_succeeds(requests_mock, status):
-    dp = CodeInterpreterDataPlaneClient("ci-1", ROUTER, retry=RetryPolicy(backoff=0))
+    dp = CodeInterpreterDataPlaneClient(
+        "ci-1", ROUTER, "default", "my-interpreter", retry=RetryPolicy(backoff=0)
+    )
     listing = requests_mock.get(
         PREFIX + "api/files",
         response_list=[
@@ -172,7 +181,11 @@ def test_get_is_retried_on_gateway_errors_then_succeeds(requests_mock, status):
 @pytest.mark.parametrize("attempts", [1, 2, 5])
 def test_get_gives_up_after_max_attempts(requests_mock, attempts):
     dp = CodeInterpreterDataPlaneClient(
-        "ci-1", ROUTER, retry=RetryPolicy(max_attempts=attempts, backoff=0)
+        "ci-1",
+        ROUTER,
+        "default",
+        "my-interpreter",
+        retry=RetryPolicy(max_attempts=attempts, backoff=0),
     )
     listing = requests_mock.get(PREFIX + "api/files", status_code=503, json={"error": "busy"})
     with pytest.raises(ServerError):
@@ -183,7 +196,11 @@ def test_get_gives_up_after_max_attempts(requests_mock, attempts):
 @pytest.mark.parametrize("attempts", [1, 3])
 def test_get_is_retried_on_connection_error(requests_mock, attempts):
     dp = CodeInterpreterDataPlaneClient(
-        "ci-1", ROUTER, retry=RetryPolicy(max_attempts=attempts, backoff=0)
+        "ci-1",
+        ROUTER,
+        "default",
+        "my-interpreter",
+        retry=RetryPolicy(max_attempts=attempts, backoff=0),
     )
     listing = requests_mock.get(PREFIX + "api/files", exc=requests.exceptions.ConnectionError)
     with pytest.raises(APIConnectionError):
@@ -193,7 +210,9 @@ def test_get_is_retried_on_connection_error(requests_mock, attempts):
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 500])
 def test_other_statuses_are_not_retried(requests_mock, status):
-    dp = CodeInterpreterDataPlaneClient("ci-1", ROUTER, retry=RetryPolicy(backoff=0))
+    dp = CodeInterpreterDataPlaneClient(
+        "ci-1", ROUTER, "default", "my-interpreter", retry=RetryPolicy(backoff=0)
+    )
     listing = requests_mock.get(PREFIX + "api/files", status_code=status, json={})
     with pytest.raises(APIError):
         dp.list_files()
@@ -207,7 +226,7 @@ def test_retry_sleeps_within_the_policy_bounds(requests_mock, monkeypatch):
     )
     monkeypatch.setattr(agentcube_http, "time", fake_time)
     policy = RetryPolicy(max_attempts=4, backoff=0.5, max_backoff=0.8)
-    dp = CodeInterpreterDataPlaneClient("ci-1", ROUTER, retry=policy)
+    dp = CodeInterpreterDataPlaneClient("ci-1", ROUTER, "default", "my-interpreter", retry=policy)
     requests_mock.get(PREFIX + "api/files", status_code=503, json={})
     with pytest.raises(ServerError):
         dp.list_files()

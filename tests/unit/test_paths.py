@@ -1,15 +1,19 @@
-"""Paths below ``invocations/`` are encoded so that they reach the server as written."""
+"""Paths: what reaches the sandbox is the path it would resolve, in its plain form."""
 
 from __future__ import annotations
 
+import posixpath
 from urllib.parse import unquote
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentcube.clients._data_plane import encode_subpath
-from agentcube.clients.agent_runtime_data_plane import encode_invoke_path
+from agentcube._ops import encode_invoke_path, workspace_path
+
+PATHS = st.lists(st.sampled_from(["a", "b", ".", "..", "/", " ", "é", "%", "?"]), max_size=20).map(
+    "".join
+)
 
 
 @given(st.text(max_size=60))
@@ -20,7 +24,7 @@ def test_encode_invoke_path_refuses_dot_segments_and_keeps_the_rest(path):
     try:
         encoded = encode_invoke_path(path)
     except ValueError:
-        assert has_dot_segment or forbidden
+        assert has_dot_segment or forbidden or "\ud800" <= max(path, default="a")
         return
     assert not has_dot_segment and not forbidden
     encoded_route = encoded.partition("?")[0]
@@ -29,16 +33,50 @@ def test_encode_invoke_path_refuses_dot_segments_and_keeps_the_rest(path):
     assert all(33 <= ord(c) < 127 for c in encoded)
 
 
-@given(st.text(max_size=60).filter(lambda p: "\0" not in p))
-def test_encode_subpath_never_yields_dot_segments(path):
-    encoded = encode_subpath(path, "remote_path")
-    segments = encoded.split("/") if encoded else []
-    assert all(segment not in ("", ".", "..") for segment in segments)
-    assert all(33 <= ord(c) < 127 for c in encoded)
-    expected = [s for s in path.split("/") if s]
-    assert [unquote(s) for s in segments] == expected
+def _escapes(path: str) -> bool:
+    # The sandbox takes an absolute path relative to the workspace; a relative one escapes
+    # when, cleaned, it starts with "..".
+    if path.startswith("/"):
+        return False
+    clean = posixpath.normpath(path)
+    return clean == ".." or clean.startswith("../")
 
 
-def test_encode_subpath_refuses_nul():
+@given(PATHS.filter(lambda p: p != ""))
+def test_workspace_path_is_what_the_sandbox_resolves(path):
+    try:
+        clean = workspace_path(path)
+    except ValueError:
+        assert _escapes(path)
+        return
+    assert not _escapes(path)
+    # The same file as the sandbox would find, with no "." or ".." or empty segments left.
+    assert posixpath.normpath("/ws/" + clean) == posixpath.normpath("/ws/" + path.lstrip("/"))
+    assert clean == "." or all(s not in ("", ".", "..") for s in clean.split("/"))
+    assert not clean.startswith("/")
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("a/b/../c", "a/c"),
+        ("/abs/x.txt", "abs/x.txt"),
+        ("//abs//x.txt", "abs/x.txt"),
+        ("/../x", "x"),  # rooted: ".." stops at the root, as the sandbox's Clean does
+        ("./site/./index.html", "site/index.html"),
+        ("/", "."),
+    ],
+)
+def test_workspace_path_examples(path, expected):
+    assert workspace_path(path) == expected
+
+
+@pytest.mark.parametrize("path", ["..", "../x", "a/../../x", "", "a\0b", "a\ud800b", None, 3])
+def test_workspace_path_refuses(path):
     with pytest.raises(ValueError):
-        encode_subpath("a\0b", "remote_path")
+        workspace_path(path)
+
+
+def test_workspace_itself_is_refused_where_a_file_is_meant():
+    with pytest.raises(ValueError, match="names the workspace"):
+        workspace_path("/", allow_root=False)

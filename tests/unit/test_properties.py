@@ -26,15 +26,16 @@ from agentcube import (
     ServiceAccountAuth,
     TokenAuth,
 )
-from agentcube._http import HTTPClient, RetryPolicy
+from agentcube._protocol import Call, Endpoint, RetryPolicy
+from agentcube._sync import SyncTransport
+from agentcube.auth import TokenAuth as _TokenAuth
 from agentcube.auth import _check_bearer_token
-from agentcube.exceptions import error_from_response
 
 URL = "http://svc.test"
 PROPERTY = settings(max_examples=150, deadline=None)
 
 # One attempt's outcome: an HTTP status, or a transport failure before or after sending.
-OUTCOMES = st.sampled_from([200, 404, 500, 502, 503, 504, "refused", "read-timeout", "reset"])
+OUTCOMES = st.sampled_from([200, 404, 429, 500, 502, 503, 504, "refused", "read-timeout", "reset"])
 
 
 def _response(outcome: int | str) -> dict[str, object]:
@@ -57,13 +58,14 @@ def test_retries_stay_within_the_policy(
     method: str, outcomes: list[int | str], max_attempts: int
 ) -> None:
     policy = RetryPolicy(max_attempts=max_attempts, backoff=0, max_backoff=0)
-    client = HTTPClient(URL, retry=policy)
+    endpoint = Endpoint(URL, None, 5.0, 5.0, policy)
+    transport = SyncTransport()
     # Pad with the last outcome: the server keeps answering the same way.
     answers = [_response(o) for o in outcomes] + [_response(outcomes[-1])] * max_attempts
     with rm.Mocker() as mock:
         mock.register_uri(method, URL + "/x", answers)
         try:
-            result: object = client.request(method, "/x")
+            result: object = transport.send(Call(endpoint, method, "/x")).raw
         except AgentCubeError as exc:
             result = exc
         calls = mock.call_count
@@ -72,9 +74,12 @@ def test_retries_stay_within_the_policy(
     idempotent = method != "POST"
     for outcome in seen[:-1]:  # every attempt but the last was retried: was it allowed?
         if idempotent:
-            assert outcome in (502, 503, 504, "refused", "read-timeout", "reset")
+            assert outcome in (429, 502, 503, 504, "refused", "read-timeout", "reset")
         else:
-            assert outcome == "refused", "a POST that may have reached the server was re-sent"
+            # Only what never reached a server, or what the Router shed (429), is re-sent.
+            assert outcome in ("refused", 429), (
+                "a POST that may have reached the server was re-sent"
+            )
     last = seen[-1]
     if isinstance(result, requests.Response):
         assert last in (200,)
@@ -115,14 +120,14 @@ def test_a_server_echoing_the_token_never_puts_it_in_the_error(
     token: str, before: str, after: str, key: str | None
 ) -> None:
     echoed = before + token + after
+    endpoint = Endpoint(URL, _TokenAuth(token), 5.0, 5.0, RetryPolicy(max_attempts=1))
     with rm.Mocker() as mock:
         body = {"json": {key: echoed}} if key else {"text": echoed}
         mock.post(URL + "/x", status_code=401, **body)
-        response = requests.post(
-            URL + "/x", headers={"Authorization": f"Bearer {token}"}, timeout=5
-        )
-    error = error_from_response(response, session_id="s-1")
-    for text in (str(error), repr(error), error.message or ""):
+        with pytest.raises(AgentCubeError) as info:
+            SyncTransport().send(Call(endpoint, "POST", "/x", session_id="s-1"))
+    error = info.value
+    for text in (str(error), repr(error), getattr(error, "message", None) or ""):
         assert token not in text
 
 

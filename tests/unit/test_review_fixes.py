@@ -89,12 +89,11 @@ def test_a_data_plane_that_fails_to_close_does_not_block_the_delete(requests_moc
 def test_a_forked_child_forgets_the_sessions_of_its_parent(cube, make_ci, monkeypatch):
     cube.create()
     ci = make_ci()
-    assert ci in _exit_cleanup._owned
+    assert ci._cleanup_key in _exit_cleanup._owned
     monkeypatch.setattr(_exit_cleanup, "_owned", _exit_cleanup._owned)
-    monkeypatch.setattr(_exit_cleanup, "_adopted", _exit_cleanup._adopted)
     monkeypatch.setattr(_exit_cleanup, "_lock", _exit_cleanup._lock)
     _exit_cleanup._forget_in_child()  # what os.register_at_fork runs in a child
-    assert ci not in _exit_cleanup._owned
+    assert _exit_cleanup._owned == {}
     assert _exit_cleanup.cleanup_owned_sessions() == []
 
 

@@ -17,6 +17,7 @@ from agentcube import (
     TokenAuth,
 )
 from agentcube.clients import ControlPlaneClient
+from agentcube.kinds import CODE_INTERPRETER
 
 WM = "http://wm.test"
 ROUTER = "http://router.test"
@@ -125,7 +126,7 @@ def test_control_plane_client_hides_token(requests_mock, debug_logs):
     )
     cp = ControlPlaneClient(WM, auth_token=TOKEN, retry=RetryPolicy(max_attempts=1))
     with pytest.raises(AuthenticationError) as info:
-        cp.delete_session("s-1")
+        cp.delete(CODE_INTERPRETER, "s-1")
     assert requests_mock.last_request.headers["Authorization"] == f"Bearer {TOKEN}"
     _assert_hidden(cp, info.value)
     assert TOKEN not in debug_logs.text

@@ -548,7 +548,7 @@ def test_no_gc_warning_for_attached_clients(requests_mock, kind):
 
 
 def test_exit_cleanup_deletes_only_owned_sessions(cube, make_ci, make_ar, monkeypatch):
-    monkeypatch.setattr(_exit_cleanup, "_owned", weakref.WeakSet())
+    monkeypatch.setattr(_exit_cleanup, "_owned", {})
     cube.create(session_id="ci-1")
     ci_delete = cube.delete(session_id="ci-1")
     cube.bootstrap("ar-1")
@@ -563,13 +563,17 @@ def test_exit_cleanup_deletes_only_owned_sessions(cube, make_ci, make_ar, monkey
     detached = make_ci()
     detached.detach()
 
+    assert sorted(e.session_id for e in _exit_cleanup._owned.values()) == ["ar-1", "ci-1"]
     assert _exit_cleanup.cleanup_owned_sessions() == []
     assert ci_delete.call_count == 1
     assert ar_delete.call_count == 1
     assert det_delete.call_count == 0
     assert att_delete.call_count == 0
-    assert owned_ci.stop() is StopOutcome.NOTHING_TO_DO
-    assert owned_ar.stop() is StopOutcome.NOTHING_TO_DO
+    assert _exit_cleanup._owned == {}
+    # The registry never calls back into a client: a later stop() only repeats the DELETE,
+    # which is idempotent.
+    assert owned_ci.stop() is StopOutcome.DELETED
+    assert owned_ar.stop() is StopOutcome.DELETED
 
 
 def test_enable_exit_cleanup_validates_timeout():
@@ -587,7 +591,7 @@ def test_half_built_client_neither_warns_nor_sends(requests_mock):
         with pytest.raises(ValueError):
             AgentRuntimeClient("my-agent", router_url="ftp://x")
         gc.collect()
-    assert [w for w in record if issubclass(w.category, ResourceWarning)] == []
+    assert [str(w.message) for w in record if issubclass(w.category, ResourceWarning)] == []
     assert requests_mock.call_count == 0
 
 

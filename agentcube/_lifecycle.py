@@ -1,0 +1,392 @@
+"""The session lifecycle, in one place for the sync and the async clients.
+
+=====================  ======================  ===================  ========  ==================
+client                 session came from       stop()               delete()  detach()
+=====================  ======================  ===================  ========  ==================
+CodeInterpreterClient  created (owned)         closes, deletes      deletes   stop() only closes
+CodeInterpreterClient  session_id= (attached)  closes, deletes (*)  deletes   stop() only closes
+AgentRuntimeClient     bootstrapped (owned)    closes, deletes      deletes   stop() only closes
+AgentRuntimeClient     session_id= (attached)  closes only          deletes   stop() only closes
+=====================  ======================  ===================  ========  ==================
+
+(*) as CodeInterpreterClient always has, and existing callers rely on.
+
+A client's state is two things kept apart: its *relation* to the session (owned, attached,
+detached) and the *phase* of the client (open, stopping, done, ended). :class:`SessionCore`
+holds the state, the configuration and the flows (create, stop, delete, roll back); the sync
+and async base classes only run those flows under their own lock.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from . import _config, _exit_cleanup, _ops
+from ._logging import enable_verbose_logging
+from ._protocol import DEFAULT_RETRY, Endpoint, Flow, RetryPolicy
+from .auth import AuthProvider, resolve_auth
+from .exceptions import APIConnectionError, InvalidArgumentError, SessionError
+
+if TYPE_CHECKING:
+    from .kinds import ResourceKind
+
+logger = logging.getLogger("agentcube.session")
+
+
+class StopOutcome(str, enum.Enum):
+    """What ``stop()`` (or ``delete()``) did."""
+
+    DELETED = "deleted"
+    """The session was deleted by this call."""
+    ALREADY_GONE = "already_gone"
+    """The WorkloadManager no longer had the session (404): it is gone all the same."""
+    KEPT = "kept"
+    """The session was attached or detached, and the kind's policy keeps it running."""
+    LEFT_RUNNING = "left_running"
+    """To be deleted, but no WorkloadManager URL is configured; a warning names its id."""
+    NOTHING_TO_DO = "nothing_to_do"
+    """This client had already finished with its session; no request was sent."""
+
+    def __str__(self) -> str:  # the same on every Python version (3.11 changed str-mixin enums)
+        return self.value
+
+
+class Relation(enum.Enum):
+    OWNED = "owned"  # this client created the session
+    ATTACHED = "attached"  # the caller passed session_id=
+    DETACHED = "detached"  # ownership given up with detach()
+
+
+class Phase(enum.Enum):
+    OPEN = "open"  # usable
+    STOPPING = "stopping"  # closed for work; the policy's DELETE is still to be done (retry)
+    DONE = "done"  # stop() did what the policy asks; the session may still be running
+    ENDED = "ended"  # the session is gone
+
+
+class Action(enum.Enum):
+    NOTHING = "nothing"
+    KEEP = "keep"
+    LEAVE_RUNNING = "leave_running"
+    DELETE = "delete"
+
+
+class SessionCore:
+    """State, configuration and flows of a session client (no I/O; see the module docstring).
+
+    A subclass declares :attr:`kind`, builds its data plane in :meth:`_open_data_plane`, and
+    may set :attr:`delete_attached_on_stop`; creating goes through the WorkloadManager unless
+    it overrides :meth:`_create_flow`.
+    """
+
+    kind: ClassVar[ResourceKind]
+    """The resource kind; one value from :mod:`agentcube.kinds`."""
+    delete_attached_on_stop: ClassVar[bool] = False
+    """Whether ``stop()`` deletes a session this client attached to (and did not create)."""
+
+    session_id: str | None
+    dp_client: Any
+
+    def _init_state(self) -> None:
+        # First, so that stop(), repr() and __del__ cope with a half-built object.
+        self._relation = Relation.ATTACHED
+        self._phase = Phase.OPEN
+        self._reported = False  # a warning already named a session left running
+        self._pid = os.getpid()  # a forked child must not adopt its parent's sessions
+        self._cleanup_key = object()
+        self._control: Endpoint | None = None
+        self.session_id = None
+        self.dp_client = None
+
+    def _configure(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        session_id: str | None,
+        workload_manager_url: str | None,
+        router_url: str | None,
+        auth_token: str | None,
+        auth: AuthProvider | None,
+        workload_manager_auth: AuthProvider | None,
+        router_auth: AuthProvider | None,
+        ttl: int | None,
+        metadata: Mapping[str, Any] | None,
+        verbose: bool,
+        timeout: float,
+        connect_timeout: float,
+        retry: RetryPolicy | None,
+    ) -> str | None:
+        """Check and resolve every argument (nothing is sent); return the session id to
+        attach to, or None to create one."""
+        self.verbose = verbose
+        if verbose:
+            enable_verbose_logging()
+        self.name = _config.check_name(name, "name")
+        self.namespace = _config.check_namespace(namespace)
+        if session_id is not None:
+            session_id = _config.check_session_id(session_id)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise InvalidArgumentError("retry must be a RetryPolicy")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidArgumentError("metadata must be a dict")
+        self.timeout = _config.check_seconds(timeout, "timeout")
+        self.connect_timeout = _config.check_seconds(connect_timeout, "connect_timeout")
+        self._ttl = ttl
+        self._metadata = metadata
+        shared = resolve_auth(auth, auth_token)
+        router_credential = resolve_auth(router_auth, None) or shared
+        policy = retry or DEFAULT_RETRY
+        router = _config.resolve_url(
+            router_url, _config.ROUTER_URL_ENV, "router_url", required=True
+        )
+        assert router is not None
+        self.router_url = router
+        self._router = Endpoint(
+            router, router_credential, self.connect_timeout, self.timeout, policy
+        )
+        wm_url = _config.resolve_url(
+            workload_manager_url,
+            _config.WORKLOAD_MANAGER_URL_ENV,
+            "workload_manager_url",
+            # Needed to create, and to honour a policy that deletes attached sessions.
+            required=(
+                self.delete_attached_on_stop
+                if session_id is not None
+                else self._creates_through_control_plane()
+            ),
+        )
+        if wm_url is not None:
+            wm_credential = resolve_auth(workload_manager_auth, None) or shared
+            if wm_credential is None:
+                wm_credential = resolve_auth(None, None, service_account=True)
+            self._control = Endpoint(
+                wm_url, wm_credential, self.connect_timeout, self.timeout, policy
+            )
+        return session_id
+
+    # -- hooks for subclasses ------------------------------------------------------------------
+
+    def _open_data_plane(self, session_id: str) -> Any:
+        """Build (no I/O) what this kind uses to talk to its sandbox; ``stop()`` closes it."""
+        raise NotImplementedError
+
+    def _create_flow(self) -> Flow[str]:
+        """Create a session and return its id (default: through the WorkloadManager)."""
+        assert self._control is not None
+        created = yield from _ops.create_session(
+            self._control,
+            self.kind,
+            self.name,
+            self.namespace,
+            ttl=self._ttl,
+            metadata=self._metadata,
+        )
+        return created.session_id
+
+    @classmethod
+    def _creates_through_control_plane(cls) -> bool:
+        return cls._create_flow is SessionCore._create_flow
+
+    # -- the lifecycle, as flows ---------------------------------------------------------------
+
+    def _start_flow(self, session_id: str | None) -> Flow[None]:
+        """Attach to ``session_id``, or create a session and take ownership of it."""
+        if session_id is not None:
+            self.session_id = session_id
+            logger.info("Reusing existing session: %s", session_id)
+            self.dp_client = self._open_data_plane(session_id)
+            return
+        logger.info("Creating new %s session...", self.kind.name)
+        try:
+            created = yield from self._create_flow()
+        except APIConnectionError as exc:
+            _say_maybe_created(exc)
+            raise
+        self.session_id = created
+        self._relation = Relation.OWNED
+        self._register_for_exit_cleanup()
+        logger.info("Session created: %s", created)
+        try:
+            self.dp_client = self._open_data_plane(created)
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            yield from self._roll_back_flow(exc)
+            raise
+
+    def _plan_stop(self) -> Action:
+        if self._phase in (Phase.DONE, Phase.ENDED) or self.session_id is None:
+            return Action.NOTHING
+        self._phase = Phase.STOPPING
+        self._close_data_plane()
+        if not (
+            self._relation is Relation.OWNED
+            or (self._relation is Relation.ATTACHED and self.delete_attached_on_stop)
+        ):
+            self._phase = Phase.DONE
+            return Action.KEEP
+        if self._control is None:
+            self._phase = Phase.DONE
+            return Action.LEAVE_RUNNING
+        return Action.DELETE
+
+    def _stop_flow(self, deadline: float | None = None) -> Flow[StopOutcome]:
+        """Close the data plane, then do what the policy asks; every request is bounded by
+        ``deadline`` (``time.monotonic()``) when given."""
+        action = self._plan_stop()
+        if action is Action.NOTHING:
+            return StopOutcome.NOTHING_TO_DO
+        if action is Action.KEEP:
+            logger.debug("kept %s session %s (not owned)", self.kind.name, self.session_id)
+            return StopOutcome.KEPT
+        if action is Action.LEAVE_RUNNING:
+            self._warn_left_running()
+            return StopOutcome.LEFT_RUNNING
+        return (yield from self._delete_now_flow(deadline))
+
+    def _delete_flow(self) -> Flow[StopOutcome]:
+        if self._phase is Phase.ENDED or self.session_id is None:
+            return StopOutcome.NOTHING_TO_DO
+        if self._control is None:
+            raise InvalidArgumentError(
+                f"cannot delete session {self.session_id}: no WorkloadManager URL; pass "
+                f"workload_manager_url=... or set {_config.WORKLOAD_MANAGER_URL_ENV}"
+            )
+        self._phase = Phase.STOPPING
+        self._close_data_plane()
+        return (yield from self._delete_now_flow(None))
+
+    def _delete_now_flow(self, deadline: float | None) -> Flow[StopOutcome]:
+        assert self._control is not None and self.session_id is not None
+        logger.info("Deleting session %s...", self.session_id)
+        # Idempotent and retried, with the client's read timeout: a stalled WorkloadManager
+        # cannot hold stop() (or exit cleanup) for minutes.
+        deleted = yield from _ops.delete_session(
+            self._control, self.kind, self.session_id, timeout=self.timeout, deadline=deadline
+        )
+        self._phase = Phase.ENDED
+        _exit_cleanup.unregister(self._cleanup_key)
+        self.session_id = None
+        return StopOutcome.DELETED if deleted else StopOutcome.ALREADY_GONE
+
+    def _roll_back_flow(self, cause: BaseException) -> Flow[None]:
+        """The start failed after the create: delete the session, or say which one leaked."""
+        sid = self.session_id
+        try:
+            if self._control is None:
+                self._warn_left_running()
+            else:
+                yield from self._delete_now_flow(None)
+        except GeneratorExit:
+            raise
+        except Exception as exc:
+            self._reported = True
+            message = (
+                f"could not delete session {sid} after a failed start ({type(exc).__name__}: "
+                f"{exc}); the sandbox may still be running"
+            )
+            logger.error(message)
+            add_note(cause, message)
+            warnings.warn(message, ResourceWarning, stacklevel=6)
+
+    def _detach(self) -> str:
+        if self.session_id is None or self._phase is Phase.ENDED:
+            raise SessionError("this client has no live session to detach from")
+        self._relation = Relation.DETACHED
+        _exit_cleanup.unregister(self._cleanup_key)
+        return self.session_id
+
+    def _register_for_exit_cleanup(self) -> None:
+        if self._control is not None and self.session_id is not None:
+            _exit_cleanup.register(self._cleanup_key, self.kind, self.session_id, self._control)
+
+    def _close_data_plane(self) -> None:
+        # Best effort: a data plane that fails to close must not keep the session from being
+        # deleted (or every later stop() would fail the same way).
+        dp, self.dp_client = self.dp_client, None
+        if dp is not None:
+            try:
+                dp.close()
+            except Exception as exc:
+                logger.warning(
+                    "closing the data plane of session %s failed: %s", self.session_id, exc
+                )
+
+    def _warn_left_running(self) -> None:
+        self._reported = True
+        _exit_cleanup.unregister(self._cleanup_key)
+        message = (
+            f"{type(self).__name__} cannot delete session {self.session_id}: no WorkloadManager "
+            f"URL (workload_manager_url= or {_config.WORKLOAD_MANAGER_URL_ENV}); the sandbox "
+            "keeps running until its idle timeout"
+        )
+        logger.warning(message)
+        warnings.warn(message, ResourceWarning, stacklevel=5)
+
+    def _require_open(self) -> Any:
+        dp = self.dp_client
+        if self._phase is not Phase.OPEN or dp is None:
+            raise SessionError(f"{type(self).__name__} is stopped; open a new client")
+        return dp
+
+    # -- state, repr, finalizer ----------------------------------------------------------------
+
+    @property
+    def owns_session(self) -> bool:
+        """True when this client created the session and has not detached from it."""
+        return self._relation is Relation.OWNED
+
+    def __repr__(self) -> str:
+        state = "open" if getattr(self, "_phase", None) is Phase.OPEN else "closed"
+        return (
+            f"{type(self).__name__}(session_id={self.session_id!r}, "
+            f"name={getattr(self, 'name', None)!r}, "
+            f"namespace={getattr(self, 'namespace', None)!r}, owns_session={self.owns_session}, "
+            f"state={state!r})"
+        )
+
+    def __del__(self) -> None:
+        # No network from a finalizer: only say which sandbox may still be running.
+        if (
+            getattr(self, "_relation", None) is not Relation.OWNED
+            or getattr(self, "_phase", Phase.ENDED) is Phase.ENDED
+            or getattr(self, "_reported", True)
+            or getattr(self, "session_id", None) is None
+        ):
+            return
+        if getattr(self, "_pid", None) == os.getpid() and _exit_cleanup.is_enabled():
+            if not _exit_cleanup.is_registered(self._cleanup_key):
+                return  # exit cleanup has deleted it already
+            fate = "exit cleanup will delete it when the process ends"
+        else:
+            fate = "the sandbox may still be running"
+            _exit_cleanup.unregister(self._cleanup_key)
+        warnings.warn(
+            f"{type(self).__name__} owning session {self.session_id} was garbage-collected "
+            f"without stop(), delete() or detach(); {fate}",
+            ResourceWarning,
+            stacklevel=2,
+        )
+
+
+def _say_maybe_created(exc: APIConnectionError) -> None:
+    """A create that got no answer may still have made a sandbox: say so in the message."""
+    if exc.reached_server is not True:
+        return  # the create never reached the server (or was never sent at all)
+    exc.args = (
+        f"{exc}; the create may have reached the server, so a sandbox may be running that no "
+        "client can name (it ends with the server's idle timeout)",
+        *exc.args[1:],
+    )
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    add = getattr(exc, "add_note", None)  # Python 3.11+
+    if add is not None:
+        add(note)

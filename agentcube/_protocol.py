@@ -1,0 +1,380 @@
+"""The sans-I/O core: what every client sends and how answers are read, with no I/O at all.
+
+An operation is a *flow*: a generator that yields the steps it needs performed and receives
+their results, then returns the operation's value::
+
+    def list_files(target, path) -> Flow[list[dict]]:
+        reply = yield Call(target.endpoint, "GET", ...)     # an HTTP request
+        size = yield Local(os.path.getsize, local_path)      # a blocking filesystem step
+        return parse(reply)
+
+The flows (in :mod:`agentcube._ops`) hold every rule: paths, bodies, headers, validation, retry
+decisions and the mapping of answers to results and errors. A driver performs the steps: the
+sync driver with requests (:mod:`agentcube._sync`), the async one with httpx
+(:mod:`agentcube._async`). Only sending bytes and touching the disk differ between them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Generator, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from ._version import __version__
+from .exceptions import (
+    SESSION_HEADER,
+    APIConnectionError,
+    APITimeoutError,
+    InvalidArgumentError,
+)
+
+if TYPE_CHECKING:
+    from .auth import AuthProvider
+
+T = TypeVar("T")
+Flow = Generator[Any, Any, T]
+"""A generator yielding :class:`Call` or :class:`Local` steps and returning a ``T``."""
+
+USER_AGENT = f"agentcube-sdk-python/{__version__}"
+
+# How a request may be retried.
+IDEMPOTENT = "idempotent"  # retried on connection errors, timeouts and the policy's statuses
+ONCE = "once"  # sent once: retried only when it never reached a server (or the router shed it)
+
+TOO_MANY_REQUESTS = 429
+_MAX_RETRY_AFTER = 60.0
+
+
+class RetryPolicy:
+    """How requests are retried.
+
+    Idempotent requests (list, download, delete) are retried on a connection error, a timeout,
+    or a status in ``statuses``. Every request, whatever its method, is retried when it never
+    reached the server (the connection could not be opened) and when the Router shed it
+    unprocessed (429 without a session header). At most ``max_attempts`` attempts in all, with
+    a random pause between 0 and ``min(max_backoff, backoff * 2 ** (attempt - 1))`` seconds
+    before each new one ("full jitter"); a ``Retry-After`` of at most 60 s is honoured.
+    ``RetryPolicy(max_attempts=1)`` disables retries.
+
+    Raises:
+        InvalidArgumentError: a value is not a positive attempt count, a non-negative finite
+            number of seconds, or a set of HTTP statuses.
+    """
+
+    __slots__ = ("backoff", "max_attempts", "max_backoff", "statuses")
+    max_attempts: int
+    backoff: float
+    max_backoff: float
+    statuses: frozenset[int]
+
+    def __init__(
+        self,
+        max_attempts: int = 3,
+        backoff: float = 0.2,
+        max_backoff: float = 2.0,
+        statuses: frozenset[int] | set[int] | tuple[int, ...] = frozenset({502, 503, 504}),
+    ) -> None:
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
+            raise InvalidArgumentError("max_attempts must be an int")
+        if not 1 <= max_attempts <= 100:
+            raise InvalidArgumentError("max_attempts must be between 1 and 100")
+        for name, value in (("backoff", backoff), ("max_backoff", max_backoff)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidArgumentError(f"{name} must be a number of seconds")
+            if not 0 <= value <= 3600:
+                raise InvalidArgumentError(f"{name} must be between 0 and 3600 seconds")
+        if not isinstance(statuses, (set, frozenset, tuple, list)) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in statuses
+        ):
+            raise InvalidArgumentError("statuses must be a set of HTTP status codes")
+        set_ = object.__setattr__  # immutable once built
+        set_(self, "max_attempts", max_attempts)
+        set_(self, "backoff", float(backoff))
+        set_(self, "max_backoff", float(max_backoff))
+        set_(self, "statuses", frozenset(statuses))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"RetryPolicy is immutable; build a new one instead of setting {name}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to sleep before attempt number ``attempt + 1``."""
+        return random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RetryPolicy):
+            return NotImplemented
+        return (self.max_attempts, self.backoff, self.max_backoff, self.statuses) == (
+            other.max_attempts,
+            other.backoff,
+            other.max_backoff,
+            other.statuses,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.max_attempts, self.backoff, self.max_backoff, self.statuses))
+
+    def __repr__(self) -> str:
+        return (
+            f"RetryPolicy(max_attempts={self.max_attempts}, backoff={self.backoff}, "
+            f"max_backoff={self.max_backoff}, statuses={sorted(self.statuses)})"
+        )
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+class Endpoint(NamedTuple):
+    """One service as a client sees it: where it is, which credential and timeouts to use."""
+
+    base_url: str
+    auth: AuthProvider | None
+    connect_timeout: float
+    read_timeout: float
+    retry: RetryPolicy
+
+
+class Call:
+    """One HTTP request a flow wants sent (retries included), described without any I/O.
+
+    ``path`` is appended to the endpoint's base URL as is (already encoded, query included).
+    ``ok`` statuses are returned to the flow instead of raised. ``sink`` streams the body of a
+    2xx answer into a local file (downloads). ``deadline`` (``time.monotonic()``) bounds every
+    attempt together.
+    """
+
+    __slots__ = (
+        "body",
+        "content_type",
+        "deadline",
+        "endpoint",
+        "headers",
+        "method",
+        "ok",
+        "path",
+        "read_timeout",
+        "retry",
+        "session_id",
+        "session_scoped",
+        "sink",
+    )
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | Multipart | None = None,
+        content_type: str | None = None,
+        read_timeout: float | None = None,
+        retry: str | None = None,
+        ok: frozenset[int] = frozenset(),
+        session_id: str | None = None,
+        session_scoped: bool = False,
+        sink: Any = None,
+        deadline: float | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.content_type = content_type
+        self.read_timeout = endpoint.read_timeout if read_timeout is None else read_timeout
+        self.retry = retry or (IDEMPOTENT if method in ("GET", "DELETE") else ONCE)
+        self.ok = ok
+        self.session_id = session_id
+        self.session_scoped = session_scoped
+        self.sink = sink
+        self.deadline = deadline
+
+    @property
+    def url(self) -> str:
+        return self.endpoint.base_url + self.path
+
+    def describe(self) -> str:
+        """``METHOD /path`` (no query: it may hold file names) for messages and logs."""
+        return f"{self.method} {self.url.split('?', 1)[0]}"
+
+    def timeouts(self) -> tuple[float, float]:
+        """(connect, read) timeouts for the next attempt, shrunk to the deadline.
+
+        Raises:
+            APITimeoutError: the deadline has passed.
+        """
+        connect, read = self.endpoint.connect_timeout, self.read_timeout
+        if self.deadline is None:
+            return connect, read
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise APITimeoutError(f"{self.describe()}: no time left before the deadline")
+        return min(connect, left), min(read, left)
+
+    def retry_pause(
+        self,
+        attempt: int,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        never_sent: bool = False,
+    ) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None: do not retry.
+
+        Without ``status`` the attempt failed with no answer (``never_sent`` when the
+        connection could not even be opened).
+        """
+        policy = self.endpoint.retry
+        if attempt >= policy.max_attempts:
+            return None
+        pause = policy.delay(attempt)
+        if status is None:
+            if not (never_sent or self.retry == IDEMPOTENT):
+                return None
+        elif status == TOO_MANY_REQUESTS and (headers is None or SESSION_HEADER not in headers):
+            # Shed by the Router before any sandbox saw it: safe to send again, whatever it is.
+            pause = max(pause, _retry_after(headers))
+        elif not (self.retry == IDEMPOTENT and status in policy.statuses):
+            return None
+        if self.deadline is not None and time.monotonic() + pause >= self.deadline:
+            return None
+        return pause
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float:
+    value = headers.get("Retry-After") if headers is not None else None
+    if value and value.strip().isdigit():
+        seconds = float(value.strip())
+        if seconds <= _MAX_RETRY_AFTER:
+            return seconds
+    return 0.0
+
+
+class Local(NamedTuple):
+    """A blocking local step a flow wants run (``fn(*args)``): in a thread under asyncio."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+
+
+class Reply:
+    """An HTTP answer handed back to a flow: status, headers, the body read in full (empty
+    when it was streamed to a sink), and the transport's own response object. For an error
+    status, ``raw`` is a copy that holds no credential and ``secret`` is the credential that
+    was sent (to scrub from messages)."""
+
+    __slots__ = ("content", "headers", "raw", "secret", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        content: bytes,
+        raw: Any,
+        secret: str | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.content = content
+        self.raw = raw
+        self.secret = secret
+
+    def error(self, where: str, session_id: str | None = None) -> Exception:
+        """The SDK error for this (error) answer."""
+        from .exceptions import error_from_reply
+
+        return error_from_reply(
+            where,
+            self.status,
+            self.headers,
+            self.content,
+            response=self.raw,
+            session_id=session_id,
+            secret=self.secret,
+        )
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError if it is not JSON (or nested absurdly deep)."""
+        return parse_json(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+class Multipart:
+    """A multipart/form-data body: text fields, then one file part from bytes or a file range.
+
+    It has a length, so it is sent with a Content-Length, and can be produced again from the
+    start if the request is re-sent. The transports stream the file range in chunks.
+    """
+
+    __slots__ = ("boundary", "head", "length", "source", "tail")
+
+    def __init__(self, fields: Mapping[str, str], source: bytes | FileRange, boundary: str) -> None:
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'.encode()
+            + value.encode("utf-8")
+            + b"\r\n"
+            for key, value in fields.items()
+        ]
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="upload"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+        )
+        self.boundary = boundary
+        self.head = b"".join(parts)
+        self.tail = f"\r\n--{boundary}--\r\n".encode()
+        self.source = source
+        size = len(source) if isinstance(source, bytes) else source.length
+        self.length = len(self.head) + size + len(self.tail)
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+
+class FileRange(NamedTuple):
+    """``length`` bytes of the local file ``path`` from ``offset``."""
+
+    path: str
+    offset: int
+    length: int
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON constant {name}")
+
+
+def parse_json(data: bytes | str) -> Any:
+    """Strict JSON (no NaN or Infinity); ValueError for anything else, nesting included."""
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
+
+
+def encode_json(payload: Any) -> bytes:
+    """Serialise a JSON body; InvalidArgumentError, before anything is sent, if it cannot be."""
+    try:
+        return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
+        raise InvalidArgumentError(f"the payload cannot be sent as JSON: {exc}") from None
+
+
+def connection_error(
+    call: Call, *, timed_out: bool, reason: str, reached_server: bool
+) -> APIConnectionError:
+    """The error for an attempt that got no answer. ``reason`` must hold nothing secret."""
+    where = call.describe()
+    if call.session_id:
+        where += f" (session {call.session_id})"
+    error: APIConnectionError
+    if timed_out:
+        error = APITimeoutError(f"{where} timed out: {reason}")
+    else:
+        error = APIConnectionError(f"{where} failed: {reason}")
+    error.reached_server = reached_server
+    return error
