@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "CreateSessionRequest",
@@ -63,7 +63,7 @@ class ExecuteRequest(_WireModel):
 
 
 class ExecuteResponse(_WireModel):
-    """Answer of ``POST api/execute``; ``exit_code`` is required."""
+    """Answer of ``POST api/execute``; ``exit_code`` is required (a null output reads as "")."""
 
     exit_code: int
     stdout: str = ""
@@ -71,6 +71,11 @@ class ExecuteResponse(_WireModel):
     duration: Any = None
     start_time: Any = None
     end_time: Any = None
+
+    @field_validator("stdout", "stderr", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return "" if value is None else value
 
 
 class UploadFileRequest(_WireModel):
