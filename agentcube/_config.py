@@ -10,7 +10,7 @@ import os
 import re
 from urllib.parse import urlsplit
 
-from .exceptions import InvalidArgumentError, SessionError
+from .exceptions import InvalidArgumentError, InvalidResponseError
 
 WORKLOAD_MANAGER_URL_ENV = "WORKLOAD_MANAGER_URL"
 ROUTER_URL_ENV = "ROUTER_URL"
@@ -20,6 +20,14 @@ _SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,256}")
 # Kubernetes DNS-1123 label (namespaces) and subdomain (object names).
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+_MISSING_URL = {
+    WORKLOAD_MANAGER_URL_ENV: "Workload Manager URL must be provided via 'workload_manager_url' "
+    "argument or 'WORKLOAD_MANAGER_URL' environment variable.",
+    ROUTER_URL_ENV: "Router URL for Data Plane communication must be provided via 'router_url' "
+    "argument or 'ROUTER_URL' environment variable.",
+}
 
 
 def resolve_url(value: str | None, env_var: str, arg_name: str, *, required: bool) -> str | None:
@@ -34,9 +42,7 @@ def resolve_url(value: str | None, env_var: str, arg_name: str, *, required: boo
         source = env_var
     if not value:
         if required:
-            raise InvalidArgumentError(
-                f"no URL configured: pass {arg_name}=... or set the {env_var} environment variable"
-            )
+            raise InvalidArgumentError(_MISSING_URL[env_var])
         return None
     return validate_url(value, source)
 
@@ -74,9 +80,11 @@ def check_session_id(value: object) -> str:
 
 
 def check_server_session_id(value: object) -> str:
-    """Validate a session id that came from a server (SessionError)."""
+    """Validate a session id that came from a server (InvalidResponseError)."""
     if not is_valid_session_id(value):
-        raise SessionError(f"the server returned an invalid session id {_preview(value)}")
+        raise InvalidResponseError(
+            f"the server returned an invalid session id {_preview(value)}"
+        )
     assert isinstance(value, str)
     return value
 

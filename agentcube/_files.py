@@ -15,7 +15,10 @@ from .exceptions import APIConnectionError
 
 def file_size(path: str) -> int:
     """Size of a local regular file; FileNotFoundError / IsADirectoryError otherwise."""
-    size = os.stat(path).st_size  # FileNotFoundError before anything is sent
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Local file not found: {path}") from None
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a directory, not a file")
     return size

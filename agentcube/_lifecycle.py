@@ -129,6 +129,8 @@ class SessionCore:
             enable_verbose_logging()
         self.name = _config.check_name(name, "name")
         self.namespace = _config.check_namespace(namespace)
+        if session_id == "":
+            session_id = None  # as the historic API: an empty id means "create one"
         if session_id is not None:
             session_id = _config.check_session_id(session_id)
         if retry is not None and not isinstance(retry, RetryPolicy):
@@ -142,14 +144,6 @@ class SessionCore:
         shared = resolve_auth(auth, auth_token)
         router_credential = resolve_auth(router_auth, None) or shared
         policy = retry or DEFAULT_RETRY
-        router = _config.resolve_url(
-            router_url, _config.ROUTER_URL_ENV, "router_url", required=True
-        )
-        assert router is not None
-        self.router_url = router
-        self._router = Endpoint(
-            router, router_credential, self.connect_timeout, self.timeout, policy
-        )
         wm_url = _config.resolve_url(
             workload_manager_url,
             _config.WORKLOAD_MANAGER_URL_ENV,
@@ -160,6 +154,14 @@ class SessionCore:
                 if session_id is not None
                 else self._creates_through_control_plane()
             ),
+        )
+        router = _config.resolve_url(
+            router_url, _config.ROUTER_URL_ENV, "router_url", required=True
+        )
+        assert router is not None
+        self.router_url = router
+        self._router = Endpoint(
+            router, router_credential, self.connect_timeout, self.timeout, policy
         )
         if wm_url is not None:
             wm_credential = resolve_auth(workload_manager_auth, None) or shared

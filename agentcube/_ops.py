@@ -39,6 +39,7 @@ from .exceptions import (
     CommandExecutionError,
     DataPlaneError,
     InvalidArgumentError,
+    InvalidResponseError,
     SessionError,
 )
 
@@ -181,9 +182,9 @@ def parse_create_answer(reply: Reply, kind: ResourceKind) -> CreateSessionRespon
         body = None
     session_id = body.get("sessionId") if isinstance(body, dict) else None
     if not session_id:
-        raise SessionError(
-            f"the WorkloadManager created a {kind.name} session but its answer has no "
-            f"sessionId (HTTP {reply.status}); the sandbox may be running"
+        raise InvalidResponseError(
+            f"Failed to create session: 'sessionId' missing from response (HTTP {reply.status});"
+            f" a {kind.name} sandbox may be running"
         )
     check_server_session_id(session_id)
     assert isinstance(body, dict)
@@ -258,9 +259,10 @@ def bootstrap(target: RouterTarget) -> Flow[str]:
     if not header:
         if reply.status >= 300:  # the Router refused without opening a session
             raise reply.error(f"GET {target.endpoint.base_url}{target.prefix}")
-        raise SessionError(
-            f"the router answered HTTP {reply.status} without an {SESSION_HEADER} header; "
-            "no session was opened"
+        raise InvalidResponseError(
+            f"Missing required response header: {SESSION_HEADER} (status: {reply.status}, "
+            f"content-type: {reply.headers.get('Content-Type')}, "
+            f"content-length: {reply.headers.get('Content-Length')})"
         )
     session_id = check_server_session_id(header)
     logger.info("bootstrapped agent-runtime session %s", session_id)
@@ -464,7 +466,7 @@ def run_code(
     """
     if not isinstance(language, str) or language.lower() not in _LANGUAGES:
         raise InvalidArgumentError(
-            f"Unsupported language: {language!r}; use one of {', '.join(_LANGUAGES)}"
+            f"Unsupported language: {language}; use one of {', '.join(_LANGUAGES)}"
         )
     if not isinstance(code, str):
         raise InvalidArgumentError("code must be a string")

@@ -7,16 +7,21 @@ Tokens never appear in ``repr()``, ``str()``, logs or error messages.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
 import re
 import threading
 import time
-from typing import Protocol, runtime_checkable
+import weakref
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import requests
 
 from ._config import SERVICE_ACCOUNT_TOKEN_PATH, check_seconds, validate_url
+from ._protocol import ONCE, Call, Endpoint, Flow, Reply, RetryPolicy
 from .exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -25,6 +30,8 @@ from .exceptions import (
 )
 
 __all__ = ["AuthProvider", "ServiceAccountAuth", "TokenAuth"]
+
+logger = logging.getLogger(__name__)
 
 # Printable ASCII, no surrounding spaces: anything else would be refused (or mangled) by the
 # HTTP stack, whose error messages quote the header value, token included.
@@ -118,18 +125,35 @@ class _ServiceAccountTokenFile:
         return f"ServiceAccountTokenFile(path={self._path!r})"
 
 
+_REFRESH_BUFFER_SECONDS = 30
+_DEFAULT_TOKEN_TIMEOUT = (5.0, 30.0)  # (connect, read)
+_TOKEN_OK = frozenset(range(300, 600))  # every answer is read here, errors included
+
+
 class ServiceAccountAuth:
     """OAuth2 client-credentials: fetches a token from ``token_url`` and caches it.
 
     Sends ``POST token_url`` with form fields ``grant_type=client_credentials``, ``client_id``,
-    ``client_secret`` and, if given, ``scope``. The token is reused until ``refresh_margin``
-    seconds before it expires (``expires_in``; one hour when the server does not say), then
-    fetched again. Safe to share between threads: concurrent callers wait for one refresh.
+    ``client_secret`` and, if given, ``scope``, plus any ``headers`` (a ``Host`` for a
+    Keycloak behind a proxy, say). The token is reused for ``max(expires_in - refresh_margin,
+    expires_in / 2)`` seconds (``expires_in``: one hour when the server does not say), then
+    fetched again. Safe to share between threads: concurrent callers wait for one fetch.
 
-    Raises (from :meth:`get_token`):
-        AuthenticationError: the token endpoint refused the credentials or answered badly.
-        APIConnectionError / APITimeoutError: the token endpoint could not be reached.
-    The client secret and the tokens never appear in messages, logs or ``repr()``.
+    Args:
+        token_url, client_id, client_secret: the token endpoint and the client's credentials.
+        scope: sent when given.
+        headers: extra request headers for the token request.
+        timeout: seconds, or a ``(connect, read)`` pair.
+        refresh_margin: how early (seconds) a token is replaced before it expires.
+        session: a ``requests.Session`` to send through.
+
+    Raises:
+        InvalidArgumentError: a bad URL, credential, header, timeout or margin (at construction).
+        AuthenticationError (from :meth:`get_token`): the token endpoint refused the credentials
+            or answered badly.
+        APIConnectionError / APITimeoutError (from :meth:`get_token`): it could not be reached.
+    The client secret and the tokens never appear in messages, logs, errors or ``repr()``; the
+    token request is never redirected.
     """
 
     def __init__(
@@ -137,10 +161,11 @@ class ServiceAccountAuth:
         token_url: str,
         client_id: str,
         client_secret: str,
-        *,
         scope: str | None = None,
-        refresh_margin: float = 60.0,
-        timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | tuple[float, float] = _DEFAULT_TOKEN_TIMEOUT,
+        *,
+        refresh_margin: float = _REFRESH_BUFFER_SECONDS,
         session: requests.Session | None = None,
     ) -> None:
         self.token_url = validate_url(token_url, "token_url")
@@ -148,32 +173,52 @@ class ServiceAccountAuth:
             raise InvalidArgumentError("ServiceAccountAuth needs a client_id")
         if not isinstance(client_secret, str) or not client_secret:
             raise InvalidArgumentError("ServiceAccountAuth needs a client_secret")
+        if scope is not None and not isinstance(scope, str):
+            raise InvalidArgumentError("scope must be a string")
         self.client_id = client_id
         self._client_secret = client_secret
         self.scope = scope
+        self.headers = _check_headers(headers)
+        self.connect_timeout, self.timeout = _check_timeout_pair(timeout)
+        if (
+            isinstance(refresh_margin, bool)
+            or not isinstance(refresh_margin, (int, float))
+            or not 0 <= refresh_margin < math.inf
+        ):
+            raise InvalidArgumentError("refresh_margin must be a finite number of seconds >= 0")
         self.refresh_margin = float(refresh_margin)
-        self.timeout = check_seconds(timeout, "timeout")
-        self._session = session or requests.Session()
+        self._session = session
+        self._transport: Any = None
         self._lock = threading.Lock()
         self._token: str | None = None
-        self._refresh_at = 0.0
+        self._expires_at = 0.0
+        _instances.add(self)
 
     def get_token(self) -> str:
+        """The cached token, or a new one when it is about to expire."""
         with self._lock:
-            if self._token is None or time.monotonic() >= self._refresh_at:
-                self._token, lifetime = self._fetch()
-                # Refresh refresh_margin early, but never sooner than half-way through the
-                # token's life (a short-lived token would otherwise be fetched for every request).
-                early = min(self.refresh_margin, lifetime / 2)
-                self._refresh_at = time.monotonic() + lifetime - early
-            return self._token
+            if self._token and time.monotonic() < self._expires_at:
+                return self._token
+            from ._sync import SyncTransport, run
+
+            if self._transport is None:
+                self._transport = SyncTransport(self._session)
+            return self._keep(run(self._fetch_flow(), self._transport))
 
     def invalidate(self) -> None:
         """Forget the cached token so that the next request fetches a new one."""
         with self._lock:
             self._token = None
 
-    def _fetch(self) -> tuple[str, float]:
+    def _keep(self, answer: tuple[str, float]) -> str:
+        token, lifetime = answer
+        self._token = token
+        self._expires_at = time.monotonic() + max(lifetime - self.refresh_margin, lifetime / 2)
+        return token
+
+    def _form(self) -> bytes:
+        from urllib.parse import urlencode
+
         form = {
             "grant_type": "client_credentials",
             "client_id": self.client_id,
@@ -181,64 +226,123 @@ class ServiceAccountAuth:
         }
         if self.scope:
             form["scope"] = self.scope
+        return urlencode(form).encode("ascii")
+
+    def _fetch_flow(self) -> Flow[tuple[str, float]]:
+        """One token request, as a flow (see agentcube._protocol): sent once, never redirected,
+        every answer read here. No local variable of it holds the secret."""
+        logger.debug("Fetching token from %s", self.token_url)
+        endpoint = Endpoint(self.token_url, None, self.connect_timeout, self.timeout, _ONCE)
         try:
-            response = self._session.post(
-                self.token_url,
-                data=form,
-                headers={"Accept": "application/json"},
-                timeout=self.timeout,
-                allow_redirects=False,
+            reply = yield Call(
+                endpoint,
+                "POST",
+                "",
+                headers={"Accept": "application/json", **self.headers},
+                body=self._form(),
+                content_type="application/x-www-form-urlencoded",
+                retry=ONCE,
+                ok=_TOKEN_OK,
             )
-        except requests.Timeout:
-            raise APITimeoutError(f"token endpoint {self.token_url} timed out") from None
-        except requests.RequestException as exc:
-            raise APIConnectionError(
-                f"cannot reach token endpoint {self.token_url}: {type(exc).__name__}"
+        except APIConnectionError as exc:
+            error_type = APITimeoutError if isinstance(exc, APITimeoutError) else APIConnectionError
+            raise error_type(
+                f"cannot reach token endpoint {self.token_url}: {exc}".replace(
+                    self._client_secret, "[secure]"
+                )
             ) from None
-        token, lifetime, problem = self._parse(response)
+        token, lifetime, problem = self._parse(reply)
         if token is None:
             raise AuthenticationError(
                 f"token endpoint {self.token_url} refused the client credentials "
-                f"(HTTP {response.status_code}{': ' + problem if problem else ''})",
-                response=response,
-                status_code=response.status_code,
+                f"(HTTP {reply.status}{': ' + problem if problem else ''})",
+                response=reply.raw if reply.status >= 300 else None,
+                status_code=reply.status,
                 server_message=problem,
             )
         return token, lifetime
 
-    def _parse(self, response: requests.Response) -> tuple[str | None, float, str | None]:
+    def _parse(self, reply: Reply) -> tuple[str | None, float, str | None]:
         try:
-            body = response.json()
-        except ValueError:
+            # Lenient on purpose: a NaN expires_in only means "no lifetime given".
+            body = json.loads(reply.content)
+        except (ValueError, RecursionError):
             body = None
         if not isinstance(body, dict):
             return None, 0.0, "the answer is not a JSON object"
         token = body.get("access_token")
-        if response.ok and isinstance(token, str) and token:
+        if 200 <= reply.status < 300 and isinstance(token, str) and token:
             if _SENDABLE_TOKEN.fullmatch(token) is None:
                 return None, 0.0, "the access_token cannot be sent in an HTTP header"
-            expires_in = body.get("expires_in")
-            try:
-                lifetime = float(expires_in) if isinstance(expires_in, (int, float)) else 3600.0
-            except OverflowError:  # an integer too large for a float
-                lifetime = 3600.0
-            if not math.isfinite(lifetime):  # NaN or Infinity would cache the token forever
-                lifetime = 3600.0
-            return token, max(lifetime, 0.0), None
+            return token, _lifetime(body.get("expires_in")), None
         # Only the standard error code is echoed: a description might repeat what we sent.
         code = body.get("error")
         if isinstance(code, str) and code.isascii() and len(code) <= 64:
-            return None, 0.0, self._scrub(code)
+            return None, 0.0, code.replace(self._client_secret, "[secure]")
         return None, 0.0, None
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._client_secret, "[secure]")
 
     def __repr__(self) -> str:
         return (
             f"ServiceAccountAuth(token_url={self.token_url!r}, client_id={self.client_id!r}, "
             "client_secret='[secure]')"
         )
+
+    def __reduce__(self) -> Any:
+        raise TypeError("ServiceAccountAuth cannot be pickled (it holds a client secret)")
+
+
+def _lifetime(expires_in: object) -> float:
+    """Seconds a token lives: ``expires_in`` as a number or numeric string, else one hour."""
+    if isinstance(expires_in, str):
+        try:
+            expires_in = float(expires_in.strip())
+        except ValueError:
+            return 3600.0
+    if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)):
+        return 3600.0
+    try:
+        lifetime = float(expires_in)
+    except OverflowError:  # an integer too large for a float
+        return 3600.0
+    if not math.isfinite(lifetime) or lifetime > 10 * 365 * 86400:
+        return 3600.0  # NaN, Infinity or centuries would cache the token forever
+    return max(lifetime, 0.0)
+
+
+def _check_headers(headers: object) -> dict[str, str]:
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and _HEADER_NAME.fullmatch(k)
+        and not any(c in v for c in "\r\n\0")
+        for k, v in headers.items()
+    ):
+        raise InvalidArgumentError("headers must map header names to values without line breaks")
+    return dict(headers)
+
+
+def _check_timeout_pair(timeout: object) -> tuple[float, float]:
+    if isinstance(timeout, tuple) and len(timeout) == 2:
+        connect, read = timeout
+        return check_seconds(connect, "timeout[0]"), check_seconds(read, "timeout[1]")
+    seconds = check_seconds(timeout, "timeout")
+    return seconds, seconds
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_ONCE = RetryPolicy(max_attempts=2)
+_instances: weakref.WeakSet[ServiceAccountAuth] = weakref.WeakSet()
+
+
+def _reset_locks_in_child() -> None:
+    """A forked child must not wait forever on a lock a parent thread held at the fork."""
+    for auth in list(_instances):
+        auth._lock = threading.Lock()
+        auth._transport = None  # the parent's connections are not the child's
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_in_child)
 
 
 def resolve_auth(

@@ -11,7 +11,6 @@ from ._ops import BackgroundProcess
 from ._protocol import RetryPolicy
 from .auth import AuthProvider
 from .clients.code_interpreter_data_plane import CodeInterpreterDataPlaneClient
-from .clients.control_plane import ControlPlaneClient  # noqa: F401  (upstream's import path)
 from .kinds import CODE_INTERPRETER
 from .session import ManagedSessionClient
 

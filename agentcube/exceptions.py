@@ -5,6 +5,7 @@ Every error the SDK raises on purpose derives from :class:`AgentCubeError`::
     AgentCubeError
     ├── InvalidArgumentError          (also ValueError) bad argument or configuration
     ├── SessionError                  a session could not be created, parsed or used
+    │   ├── InvalidResponseError      (also ValueError) a create answered without a session id
     │   └── SessionNotFoundError      (also NotFoundError) the server does not know the session
     ├── DataPlaneError                a sandbox answered something the SDK cannot use
     ├── CommandExecutionError         a command exited non-zero (exit_code, stderr, command)
@@ -43,6 +44,7 @@ __all__ = [
     "CommandExecutionError",
     "DataPlaneError",
     "InvalidArgumentError",
+    "InvalidResponseError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -65,6 +67,11 @@ class SessionError(AgentCubeError):
     """A session could not be created, was answered with invalid data, or is no longer usable."""
 
 
+class InvalidResponseError(SessionError, ValueError):
+    """A create or bootstrap was answered without a valid session id (also a ValueError, as
+    the historic API raised)."""
+
+
 class DataPlaneError(AgentCubeError):
     """A sandbox answered, but with something the SDK cannot use (a malformed body, say)."""
 
@@ -72,10 +79,13 @@ class DataPlaneError(AgentCubeError):
 class CommandExecutionError(AgentCubeError):
     """A command run in a code-interpreter sandbox exited with a non-zero code.
 
+    The message is ``Command failed (exit N): <stderr>`` with the whole stderr, so that a
+    model or a user reading ``str(error)`` sees the last line of a traceback.
+
     Attributes:
-        exit_code: the command's exit code (124 when it timed out).
+        exit_code: the command's exit code (124 when it timed out, -1 when a signal killed it).
         stderr: what the command wrote to standard error.
-        command: the command as it was sent.
+        command: the command as it was given (the language, for ``run_code``).
         stdout: what the command wrote to standard output.
     """
 
@@ -90,13 +100,7 @@ class CommandExecutionError(AgentCubeError):
         self.stderr = stderr
         self.command = command
         self.stdout = stdout
-        detail = stderr.strip()
-        if len(detail) > 500:
-            detail = detail[:500] + "..."
-        message = f"command exited with code {exit_code}"
-        if command is not None:
-            message = f"command {command!r} exited with code {exit_code}"
-        super().__init__(f"{message}: {detail}" if detail else message)
+        super().__init__(f"Command failed (exit {exit_code}): {stderr}")
 
 
 class APIError(AgentCubeError, requests.HTTPError):

@@ -176,10 +176,10 @@ class ManagedSessionClient(SessionCore, abc.ABC):
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
     ) -> None:
-        if exc is None:
+        if exc_val is None:
             self.stop()
             return
         try:
@@ -191,4 +191,4 @@ class ManagedSessionClient(SessionCore, abc.ABC):
                 f"{type(cleanup).__name__}: {cleanup}"
             )
             logger.error(message)
-            add_note(exc, message)
+            add_note(exc_val, message)

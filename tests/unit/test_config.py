@@ -32,7 +32,7 @@ CI_EXECUTE = (
 )
 EXEC_OK = {"stdout": "ok", "stderr": "", "exit_code": 0}
 
-UNSAFE_IDS = ["", ".", "..", "a/b", "a b", "x" * 257, "é", "a\n", "a%2F", "../x", "a?b", "a#b"]
+UNSAFE_IDS = [".", "..", "a/b", "a b", "x" * 257, "é", "a\n", "a%2F", "../x", "a?b", "a#b"]
 SAFE_IDS = ["abc", "A-b_c.d:e", "x" * 256, "0", "..a", "a..", "...", "-", ":"]
 
 
@@ -173,6 +173,24 @@ def test_unsafe_session_ids_are_refused_before_any_request(requests_mock, bad):
     with pytest.raises(ValueError):
         AgentRuntimeDataPlaneClient(ROUTER, "default", "my-agent").invoke(bad, {})
     assert requests_mock.call_count == 0
+
+
+def test_an_empty_session_id_means_create_one(requests_mock):
+    # As the historic clients: session_id="" is falsy, so a new session is made.
+    create = requests_mock.post(f"{WM}/v1/code-interpreter", json={"sessionId": "ci-new"})
+    requests_mock.get(
+        f"{ROUTER}/v1/namespaces/default/agent-runtimes/my-agent/invocations/",
+        headers={HEADER: "ar-new"},
+    )
+    ci = CodeInterpreterClient(session_id="", workload_manager_url=WM, router_url=ROUTER)
+    ar = AgentRuntimeClient("my-agent", router_url=ROUTER, session_id="")
+    assert (ci.session_id, ci.owns_session) == ("ci-new", True)
+    assert (ar.session_id, ar.owns_session) == ("ar-new", True)
+    assert create.call_count == 1
+    ci.detach()
+    ar.detach()
+    with pytest.raises(ValueError):
+        CodeInterpreterDataPlaneClient("", ROUTER, "default", "my-interpreter")
 
 
 @pytest.mark.parametrize("good", SAFE_IDS)

@@ -148,7 +148,7 @@ def test_token_lifetimes_are_always_finite(expires_in: object) -> None:
         text = json.dumps({"access_token": "tok-1", "expires_in": expires_in})
         mock.post("http://idp.test/token", text=text)
         assert auth.get_token() == "tok-1"
-    assert math.isfinite(auth._refresh_at)
+    assert math.isfinite(auth._expires_at)
 
 
 def test_retry_delays_never_exceed_their_cap() -> None:
