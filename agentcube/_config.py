@@ -82,9 +82,7 @@ def check_session_id(value: object) -> str:
 def check_server_session_id(value: object) -> str:
     """Validate a session id that came from a server (InvalidResponseError)."""
     if not is_valid_session_id(value):
-        raise InvalidResponseError(
-            f"the server returned an invalid session id {_preview(value)}"
-        )
+        raise InvalidResponseError(f"the server returned an invalid session id {_preview(value)}")
     assert isinstance(value, str)
     return value
 

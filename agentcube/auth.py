@@ -313,7 +313,9 @@ def _check_headers(headers: object) -> dict[str, str]:
     if headers is None:
         return {}
     if not isinstance(headers, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) and _HEADER_NAME.fullmatch(k)
+        isinstance(k, str)
+        and isinstance(v, str)
+        and _HEADER_NAME.fullmatch(k)
         and not any(c in v for c in "\r\n\0")
         for k, v in headers.items()
     ):
