@@ -1,6 +1,7 @@
 """A local, embedded AgentCube: WorkloadManager + Router + sandboxes on loopback.
 
-Needs the ``local`` extra (``pip install "agentcube-sdk[local]"``), which brings werkzeug.
+Needs the ``local`` extra (``pip install "agentcube-sdk[local]"``), which brings werkzeug (and
+``cryptography``, used only to sign requests to a real PicoD or to your own agents).
 Code run in its sandboxes runs on this machine as this user, without any isolation.
 
     from agentcube.local import LocalAgentCube
@@ -11,20 +12,21 @@ Code run in its sandboxes runs on this machine as this user, without any isolati
 Importing this package never fails; using anything from it without werkzeug raises an
 ``ImportError`` that says what to install (so the pytest plugin loads everywhere).
 
-Where the wire contract is silent, the local server behaves like this:
+It answers as the real AgentCube (volcano-sh/agentcube) does: the recorded exchanges in
+``tests/conformance/corpus`` replay against it unchanged. Where it deliberately differs:
 
-* ``entryPoints`` holds one entry: the Router invocation prefix of the session as ``path``,
-  ``"HTTP"`` as ``protocol`` and the Router's ``host:port`` as ``endpoint``; ``ownerId`` is
-  ``"local"``. ``ttl`` (seconds) is honoured; missing, null or 0 means the default.
-* ``api/execute`` answers ``duration`` as float seconds and ``start_time``/``end_time`` as
-  RFC 3339 UTC strings; a command killed by signal N exits ``128 + N``; a command not found
-  is exit code 127, one that cannot be executed 126. The command returns as soon as its
-  process exits, even if it left background processes holding its output open (those keep
-  running until the session is deleted). ``timeout`` must be a Go duration string > 0.
-* File info ``mode`` is a 4-digit octal string ("0644"), ``modified`` RFC 3339 UTC; ``path``
-  echoes the path the client sent. Downloading a directory or a special file is 400.
-* Router errors before forwarding (auth, unknown session, unknown template) carry no
-  ``x-agentcube-session-id``; everything a sandbox answered does.
+* A command's stdout and stderr are each kept up to ``max_output_bytes`` (64 MiB); the rest
+  is read and dropped and a note says how much. The real PicoD keeps everything.
+* An upload through a symlink that leads outside the workspace (``ln -s .. link``, then
+  upload ``link/new.txt``) is refused with 400 ``access denied``; the real PicoD writes
+  outside its workspace there.
+* Nothing is isolated, and the Router never checks a JWT of its own users (``token`` is a
+  shared secret instead of OIDC); the WorkloadManager ignores ``X-AgentCube-User-Identity``.
+* The create answer's ``entryPoints[0].endpoint`` is the Router's ``host:port`` for the
+  built-in sandboxes (a real PicoD's for ``picod=``, your agent's for a forwarding agent);
+  ``ownerId`` is never set (no identity is known).
+* Deleting a session while one of its requests runs answers that request 503
+  ``sandbox unreachable`` (the real pod would go away under it).
 """
 
 from __future__ import annotations
@@ -35,9 +37,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._faults import Fault, RequestRecord
     from ._server import LocalAgentCube, configured_or_local
-    from ._store import SessionInfo
+    from ._store import Lifetime, SessionInfo
 
-__all__ = ["Fault", "LocalAgentCube", "RequestRecord", "SessionInfo", "configured_or_local"]
+__all__ = [
+    "Fault",
+    "Lifetime",
+    "LocalAgentCube",
+    "RequestRecord",
+    "SessionInfo",
+    "configured_or_local",
+]
 
 _EXPORTS = {
     "Fault": "._faults",
@@ -45,6 +54,7 @@ _EXPORTS = {
     "LocalAgentCube": "._server",
     "configured_or_local": "._server",
     "SessionInfo": "._store",
+    "Lifetime": "._store",
 }
 
 INSTALL_HINT = (

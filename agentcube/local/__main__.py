@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -21,6 +22,11 @@ Ctrl-C or SIGTERM, deletes every session (killing their processes and removing t
 workspaces) and exits 0."""
 
 _EPILOG = """\
+session lifetime:
+  As in AgentCube there is no per-request TTL: a session ends --max-session-duration after
+  it was created or --session-timeout after its last Router request, whichever comes first
+  (checked every --gc-interval seconds), or when it is deleted.
+
 templates:
   Without --agent, the only AgentRuntime template is the built-in echo agent
   "echo-agent"; each --agent ADDS a template to that set (and --agent echo-agent=URL
@@ -37,6 +43,24 @@ def _parse_agent(value: str) -> tuple[str, str | None]:
     if not name:
         raise argparse.ArgumentTypeError(f"invalid --agent {value!r}: expected NAME or NAME=URL")
     return name, (url if sep else None)
+
+
+def _parse_lifetime(value: str) -> tuple[str | None, float | None]:
+    name, sep, duration = value.rpartition("=")
+    if sep and not name:
+        raise argparse.ArgumentTypeError(f"invalid value {value!r}: expected [NAME=]DURATION")
+    try:
+        seconds = float(duration)
+    except ValueError:
+        try:
+            from ._go import parse_duration
+
+            seconds = parse_duration(duration) / 1e9
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"invalid duration {duration!r}: {exc}") from None
+    if seconds < 0 or seconds != seconds:
+        raise argparse.ArgumentTypeError(f"invalid duration {duration!r}: must not be negative")
+    return (name if sep else None), (seconds or None)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -83,19 +107,62 @@ def _build_parser() -> argparse.ArgumentParser:
         help="directory for session workspaces (default: a temp dir removed on exit)",
     )
     parser.add_argument(
-        "--ttl", type=float, default=8 * 3600.0, help="default session TTL in seconds (8h)"
+        "--max-session-duration",
+        action="append",
+        default=[],
+        type=_parse_lifetime,
+        metavar="[NAME=]DURATION",
+        help="a session ends this long after it was created (default 8h); NAME= sets it for "
+        "one template; DURATION is seconds or a Go duration (90s, 15m, 8h), 0 = never; "
+        "repeatable",
     )
     parser.add_argument(
-        "--idle-timeout",
+        "--session-timeout",
+        action="append",
+        default=[],
+        type=_parse_lifetime,
+        metavar="[NAME=]DURATION",
+        help="a session ends after this long without Router traffic (default 15m); as "
+        "--max-session-duration",
+    )
+    parser.add_argument(
+        "--gc-interval",
         type=float,
-        default=15 * 60.0,
-        help="delete sessions with no Router traffic for this many seconds (900)",
+        default=15.0,
+        help="seconds between garbage-collection passes over sessions (default 15)",
     )
     parser.add_argument(
-        "--max-upload-bytes",
+        "--max-body-bytes",
         type=int,
-        default=1024**3,
-        help="largest file upload accepted (default: 1 GiB)",
+        default=32 * 1024 * 1024,
+        help="PicoD's request body cap, answered with 413 (default 33554432, as PicoD)",
+    )
+    parser.add_argument(
+        "--max-output-bytes",
+        type=int,
+        default=64 * 1024 * 1024,
+        help="keep at most this much of a command's stdout and of its stderr (default 64 MiB; "
+        "the real PicoD has no cap)",
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=1000,
+        help="Router requests in flight before it answers 429 (default 1000)",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=float,
+        default=30.0,
+        help="seconds the Router waits for a whole request, body included (default 30)",
+    )
+    parser.add_argument(
+        "--picod",
+        default=None,
+        metavar="PATH",
+        help="run this PicoD binary as `PATH -port N -workspace DIR`, one process per "
+        "code-interpreter session, instead of the built-in code interpreter (the Router "
+        "reaches it on 127.0.0.1 and signs each request as the real Router does)",
     )
     parser.add_argument("--quiet", action="store_true", help="no startup warning")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -107,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         from ._server import LocalAgentCube
+        from ._store import Lifetime
     except ImportError:
         print(INSTALL_HINT, file=sys.stderr)
         return 1
@@ -127,7 +195,21 @@ def main(argv: list[str] | None = None) -> int:
         router_port = args.port + 1 if args.port else 0
     agents: dict[str, str | None] = {"echo-agent": None}
     agents.update(dict(args.agent))
+    defaults: dict[str, float | None] = {
+        "max_session_duration": 8 * 3600.0,
+        "session_timeout": 15 * 60.0,
+    }
+    per_template: dict[str, dict[str, float]] = {}
+    for option in ("max_session_duration", "session_timeout"):
+        for name, seconds in getattr(args, option):
+            if name is None:
+                defaults[option] = seconds
+            else:
+                per_template.setdefault(name, {})[option] = (
+                    seconds if seconds is not None else math.inf
+                )
     try:
+        lifetimes = {name: Lifetime(**values) for name, values in per_template.items()}
         cube = LocalAgentCube(
             host=args.host,
             port=args.port,
@@ -136,9 +218,15 @@ def main(argv: list[str] | None = None) -> int:
             code_interpreters=("my-interpreter", *args.code_interpreter),
             agents=agents,
             root_dir=args.root_dir,
-            default_ttl=args.ttl if args.ttl > 0 else None,
-            idle_timeout=args.idle_timeout if args.idle_timeout > 0 else None,
-            max_upload_bytes=args.max_upload_bytes,
+            max_session_duration=defaults["max_session_duration"],
+            session_timeout=defaults["session_timeout"],
+            lifetimes=lifetimes,
+            gc_interval=args.gc_interval,
+            max_body_bytes=args.max_body_bytes,
+            max_output_bytes=args.max_output_bytes,
+            max_in_flight=args.max_in_flight,
+            read_timeout=args.read_timeout,
+            picod=args.picod,
             quiet=args.quiet,
         )
     except ValueError as exc:
@@ -156,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             cube.start()
-        except OSError as exc:
+        except (OSError, ImportError) as exc:
             print(f"agentcube.local: cannot start: {exc}", file=sys.stderr)
             return 1
         print(f"export WORKLOAD_MANAGER_URL={cube.workload_manager_url}")

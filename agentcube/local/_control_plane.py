@@ -1,152 +1,137 @@
-"""The WorkloadManager (control plane): creates and deletes sessions."""
+"""The WorkloadManager (control plane): creates and deletes sessions.
+
+As volcano-sh/agentcube's WorkloadManager: the create body is read as ``{name, namespace}``
+(anything else is ignored), every error body is ``{"message": ...}``, and the two DELETE
+routes share one handler (the session id alone decides).
+"""
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.exceptions import HTTPException
-from werkzeug.routing import Map, RequestRedirect, Rule
-from werkzeug.wrappers import Request, Response
-
-from ._store import (
-    CONTROL_SEGMENTS,
-    KIND_TO_ROUTER_SEGMENT,
-    SessionStore,
-    StoreClosed,
-    UnknownTemplate,
+from ._gin import (
+    BodyReadError,
+    GinRoutes,
+    GoResponse,
+    Request,
+    json_response,
+    not_found,
+    trailing_slash_redirect,
 )
-from ._wsgi import BadBody, bearer_ok, json_response, read_json_object
+from ._gojson import CREATE_SANDBOX_REQUEST, BindError, bind
+from ._picod import _LimitedBody, _read_all
+from ._sandboxes import SandboxStartError
+from ._store import AGENT_RUNTIME, CONTROL_SEGMENTS, SessionStore, StoreClosed, UnknownTemplate
+from ._wsgi import CLOSE_CONNECTION, BadRequestLine, build_request, plain_response, respond
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 logger = logging.getLogger(__name__)
 
-_MAX_BODY = 8 * 1024 * 1024
-_OWNER_ID = "local"
-_SEGMENT_PATTERN = "any(" + ", ".join(f"'{s}'" for s in sorted(CONTROL_SEGMENTS)) + ")"
+_MAX_BODY = 32 << 20  # the real one reads any size; this is a safety cap
+_NOT_FOUND = {
+    "CodeInterpreter": "code interpreter not found",
+    AGENT_RUNTIME: "agent runtime not found",
+}
 
 
-def _error(status: int, message: str) -> Response:
+def _error(status: int, message: str) -> GoResponse:
     return json_response(status, {"message": message})
 
 
 class WorkloadManagerApp:
     """WSGI app speaking the WorkloadManager part of the wire contract."""
 
-    def __init__(
-        self,
-        store: SessionStore,
-        *,
-        token: str | None,
-        router_endpoint: Callable[[], str],
-    ) -> None:
+    def __init__(self, store: SessionStore, *, token: str | None) -> None:
         self._store = store
         self._token = token
-        self._router_endpoint = router_endpoint
-        self._map = Map(
-            [
-                Rule("/health", endpoint="health", methods=["GET"]),
-                Rule(f"/v1/<{_SEGMENT_PATTERN}:segment>", endpoint="create", methods=["POST"]),
-                Rule(
-                    f"/v1/<{_SEGMENT_PATTERN}:segment>/sessions/<session_id>",
-                    endpoint="delete",
-                    methods=["DELETE"],
-                ),
-            ],
-            strict_slashes=False,
-            merge_slashes=False,
-        )
+        routes = GinRoutes()
+        routes.add("GET", "/health", self._health)
+        for segment in CONTROL_SEGMENTS:
+            routes.add("POST", f"/v1/{segment}", self._create)
+            routes.add("DELETE", f"/v1/{segment}/sessions/:sessionId", self._delete)
+        self._routes = routes
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ)
         try:
-            response = self._dispatch(request)
+            request = build_request(environ)
+        except BadRequestLine:
+            environ[CLOSE_CONNECTION] = True
+            response = plain_response(400, b"400 Bad Request", "text/plain; charset=utf-8")
+            return respond(response, start_response)
+        found = self._routes.lookup(request.method, request.path)
+        if isinstance(found, str):
+            return respond(trailing_slash_redirect(request, found), start_response)
+        if found is None:
+            return respond(not_found(), start_response)
+        handler, params = found
+        if handler != self._health:
+            denied = self._authenticate(request)
+            if denied is not None:
+                return respond(denied, start_response)
+        try:
+            response = handler(request, params)
         except Exception:
             logger.exception("WorkloadManager failed on %s %s", request.method, request.path)
-            response = _error(500, "internal error")
-        return response(environ, start_response)
+            response = _error(500, "internal server error")
+        return respond(response, start_response)
 
-    def _dispatch(self, request: Request) -> Response:
-        if request.path != "/health" and not bearer_ok(request, self._token):
-            return _error(401, "unauthorized")
-        adapter = self._map.bind_to_environ(request.environ)
-        try:
-            endpoint, args = adapter.match()
-        except RequestRedirect:
-            return _error(404, "not found")
-        except HTTPException as exc:
-            if exc.code == 405:
-                return _error(405, "method not allowed")
-            return _error(exc.code or 404, "not found")
-        if endpoint == "health":
-            return json_response(200, {"status": "healthy"})
-        if endpoint == "create":
-            return self._create(request, CONTROL_SEGMENTS[args["segment"]])
-        return self._delete(str(args["session_id"]))
+    def _authenticate(self, request: Request) -> GoResponse | None:
+        if self._token is None:
+            return None
+        header = request.headers.get("Authorization") or ""
+        if not header:
+            return _error(401, "Missing authorization header")
+        parts = header.split()
+        if len(parts) != 2 or parts[0] != "Bearer":
+            return _error(401, "Invalid authorization header format")
+        import hmac
 
-    def _create(self, request: Request, kind: str) -> Response:
+        if not hmac.compare_digest(
+            parts[1].encode("utf-8", "surrogateescape"), self._token.encode("utf-8")
+        ):
+            return _error(401, "Invalid or expired token")
+        return None
+
+    @staticmethod
+    def _health(request: Request, params: dict[str, str]) -> GoResponse:
+        return json_response(200, {"status": "healthy"})
+
+    def _create(self, request: Request, params: dict[str, str]) -> GoResponse:
+        kind = CONTROL_SEGMENTS[request.path.split("/")[2]]
         try:
-            body = read_json_object(request, _MAX_BODY, too_large_status=400)
-        except BadBody as exc:
-            return _error(exc.status, exc.message)
-        name = body.get("name")
-        namespace = body.get("namespace")
-        if not isinstance(name, str) or not name:
-            return _error(400, "name is required and must be a non-empty string")
-        if not isinstance(namespace, str) or not namespace:
-            return _error(400, "namespace is required and must be a non-empty string")
+            body = bind(_read_all(_LimitedBody(request.body, _MAX_BODY)), CREATE_SANDBOX_REQUEST)
+        except (BindError, BodyReadError):
+            return _error(400, "Invalid request body")
+        namespace: str = body["namespace"] or ""
+        name: str = body["name"] or ""
+        if not namespace:
+            return _error(400, "namespace is required")
+        if not name:
+            return _error(400, "name is required")
         try:
-            ttl = _parse_ttl(body.get("ttl"))
-        except ValueError as exc:
-            return _error(400, str(exc))
-        metadata = body.get("metadata")
-        if metadata is not None and not isinstance(metadata, dict):
-            return _error(400, "metadata must be an object")
-        try:
-            session = self._store.create(kind, name, namespace, ttl)
+            session = self._store.create(kind, name, namespace)
         except UnknownTemplate:
-            return _error(404, f"{kind} template {name!r} not found in namespace {namespace!r}")
-        except StoreClosed:
-            return _error(503, "server is shutting down")
-        segment = KIND_TO_ROUTER_SEGMENT[kind]
-        return json_response(
-            200,
-            {
-                "kind": kind,
-                "sessionId": session.session_id,
-                "sandboxId": session.sandbox_id,
-                "sandboxName": session.sandbox_name,
-                "entryPoints": [
-                    {
-                        "path": f"/v1/namespaces/{namespace}/{segment}/{name}/invocations/",
-                        "protocol": "HTTP",
-                        "endpoint": self._router_endpoint(),
-                    }
-                ],
-                "ownerId": _OWNER_ID,
-            },
-        )
+            return _error(404, _NOT_FOUND[kind])
+        except (StoreClosed, SandboxStartError, OSError):
+            logger.exception("could not create a %s session", kind)
+            return _error(500, "internal server error")
+        answer: dict[str, Any] = {
+            "kind": "Sandbox",
+            "sessionId": session.session_id,
+            "sandboxId": session.sandbox_id,
+            "sandboxName": session.sandbox_name,
+            "entryPoints": [
+                {"path": "/", "protocol": "HTTP", "endpoint": session.sandbox.endpoint()}
+            ],
+        }
+        return json_response(200, answer)
 
-    def _delete(self, session_id: str) -> Response:
+    def _delete(self, request: Request, params: dict[str, str]) -> GoResponse:
+        session_id = params["sessionId"]
         if self._store.delete(session_id):
             return json_response(200, {"message": "Sandbox deleted successfully"})
-        return _error(404, f"session {session_id} not found, maybe already deleted")
-
-
-def _parse_ttl(value: Any) -> float | None:
-    """``ttl`` in seconds; missing, null or 0 means the server default."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("ttl must be a number of seconds")
-    try:
-        ttl = float(value)
-    except OverflowError:
-        raise ValueError("ttl is too large") from None
-    if not math.isfinite(ttl) or ttl < 0:
-        raise ValueError("ttl must be a non-negative finite number of seconds")
-    return ttl or None
+        return _error(404, f"Session ID {session_id} not found, maybe already deleted")

@@ -10,8 +10,9 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ._gin import json_response
 from ._http import DROP_CONNECTION, client_disconnected
-from ._wsgi import json_response, request_path
+from ._wsgi import request_path, respond
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -223,7 +224,7 @@ class FaultMiddleware:
         if fault.status is not None:
             injector.record_fired(f"status:{fault.status}")
             payload = fault.body if fault.body is not None else {self._error_key: "injected fault"}
-            return json_response(fault.status, payload)(environ, start_response)
+            return respond(json_response(fault.status, payload), start_response)
 
         if fault.drop and fault.after:
             injector.record_fired("drop")

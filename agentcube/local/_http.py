@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 #: Set this key in the WSGI environ to make the server close the connection
 #: without sending the response the app returned.
 DROP_CONNECTION = "agentcube.local.drop_connection"
+RAW_HEADERS = "agentcube.raw_headers"
+REQUEST_START = "agentcube.request_start"
+CLOSE_CONNECTION = "agentcube.close_connection"
 
 _DRAIN_LIMIT = 4 * 1024 * 1024  # unread body bytes we are willing to skip to keep a connection
 _LINGER_IDLE_SECONDS = 1.0
@@ -109,6 +112,8 @@ class _RequestBody(io.RawIOBase):
             raise MalformedBody(f"malformed request body: {exc}") from None
         if count == 0:
             self._eof = True
+            if self._remaining:  # the client stopped short of its Content-Length
+                raise MalformedBody("unexpected EOF")
             return 0
         if self._remaining is not None:
             self._remaining -= count
@@ -197,6 +202,12 @@ class KeepAliveHandler(WSGIRequestHandler):
         logger.debug("%s: " + message, type, *args)
 
     # -- request handling --------------------------------------------------------------------
+    _request_start = 0.0
+
+    def parse_request(self) -> bool:
+        self._request_start = time.monotonic()
+        return bool(super().parse_request())
+
     def run_wsgi(self) -> None:
         if self.request_version != "HTTP/1.1":
             self.close_connection = True
@@ -205,6 +216,8 @@ class KeepAliveHandler(WSGIRequestHandler):
 
         environ = self.make_environ()
         self.environ = environ
+        environ[RAW_HEADERS] = list(self.headers.items())
+        environ[REQUEST_START] = self._request_start
         if environ.get("wsgi.input_terminated"):  # chunked: werkzeug de-chunks
             body = _RequestBody(environ["wsgi.input"], None)
         else:
@@ -261,6 +274,9 @@ class KeepAliveHandler(WSGIRequestHandler):
                 except Exception:
                     logger.debug("closing the response failed", exc_info=True)
 
+        if environ.get(CLOSE_CONNECTION):
+            self.close_connection = True
+            return
         if self.close_connection:
             if not body.finished:
                 self._linger()
@@ -292,14 +308,14 @@ class KeepAliveHandler(WSGIRequestHandler):
             or 100 <= code < 200
             or code in (204, 304)
         )
-        if body.unread_hint > _DRAIN_LIMIT:
+        if body.unread_hint > _DRAIN_LIMIT or environ.get(CLOSE_CONNECTION):
             self.close_connection = True
         lines = [f"{self.protocol_version} {status}\r\n"]
         if "date" not in names:
             lines.append(f"Date: {self.date_time_string()}\r\n")
-        if "server" not in names:
-            lines.append(f"Server: {self.version_string()}\r\n")
-        lines.extend(f"{name}: {value}\r\n" for name, value in headers)
+        # As Go's net/http: a line break inside a value (a file name in Content-Disposition,
+        # say) becomes a space, so that it can never end the header block early.
+        lines.extend(f"{name}: {_one_line(value)}\r\n" for name, value in headers)
         if chunked:
             lines.append("Transfer-Encoding: chunked\r\n")
         if self.close_connection:
@@ -361,6 +377,10 @@ class KeepAliveHandler(WSGIRequestHandler):
                     break
         except OSError:
             pass
+
+
+def _one_line(value: str) -> str:
+    return value.replace("\r", " ").replace("\n", " ") if "\r" in value or "\n" in value else value
 
 
 def make_handler(tracker: ConnectionTracker) -> type[KeepAliveHandler]:

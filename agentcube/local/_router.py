@@ -1,128 +1,294 @@
-"""The Router (data plane): forwards invocations to the sandbox a session id names."""
+"""The Router (data plane): forwards invocations to the sandbox a session id names.
+
+Like volcano-sh/agentcube's Router: gin routes GET and POST only; with no session header it
+creates a session first; the session id alone decides where a request goes; the answer of a
+sandbox carries ``x-agentcube-session-id``, the Router's own answers never do.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from werkzeug.exceptions import HTTPException
-from werkzeug.routing import Map, PathConverter, RequestRedirect, Rule
-from werkzeug.wrappers import Request, Response
-from werkzeug.wsgi import ClosingIterator
-
-from ._store import ROUTER_SEGMENTS, Session, SessionStore, StoreClosed, UnknownTemplate
-from ._wsgi import SESSION_HEADER, bearer_ok, json_response
+from ._forward import ReadDeadline, Unreachable, remove_hop_by_hop
+from ._gin import (
+    GinRoutes,
+    GoResponse,
+    Headers,
+    Request,
+    json_response,
+    not_found,
+    trailing_slash_redirect,
+)
+from ._go import gin_h, go_quote
+from ._picod import SandboxGone
+from ._sandboxes import SandboxStartError
+from ._store import (
+    RESOURCE_NAMES,
+    ROUTER_SEGMENTS,
+    Session,
+    SessionStore,
+    StoreClosed,
+    UnknownTemplate,
+)
+from ._wsgi import (
+    CLOSE_CONNECTION,
+    REQUEST_START,
+    SESSION_HEADER,
+    BadRequestLine,
+    DeadlineBody,
+    build_request,
+    plain_response,
+    respond,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 logger = logging.getLogger(__name__)
 
-_HEALTH_PATHS = frozenset({"/health/live", "/health/ready"})
-_PLURAL_PATTERN = "any(" + ", ".join(f"'{s}'" for s in sorted(ROUTER_SEGMENTS)) + ")"
-_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+DEFAULT_MAX_IN_FLIGHT = 1000
+DEFAULT_READ_TIMEOUT = 30.0
 
 
-class _RestConverter(PathConverter):
-    """Everything after ``invocations/``: may be empty, may start with or contain ``//``."""
-
-    regex = "(?s:.*)"
-    part_isolating = False
-
-
-def _error(status: int, message: str) -> Response:
-    return json_response(status, {"error": message})
+def _router_error(status: int, message: str, **extra: str) -> GoResponse:
+    return json_response(status, gin_h(error=message, **extra))
 
 
 class RouterApp:
     """WSGI app speaking the Router part of the wire contract."""
 
-    def __init__(self, store: SessionStore, *, token: str | None) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        token: str | None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+    ) -> None:
         self._store = store
         self._token = token
-        self._map = Map(
-            [
-                Rule("/health/live", endpoint="health", methods=["GET"]),
-                Rule("/health/ready", endpoint="health", methods=["GET"]),
-                Rule(
-                    f"/v1/namespaces/<namespace>/<{_PLURAL_PATTERN}:plural>/<name>/invocations",
-                    endpoint="invoke_bare",
-                    methods=_METHODS,
-                ),
-                Rule(
-                    f"/v1/namespaces/<namespace>/<{_PLURAL_PATTERN}:plural>/<name>"
-                    "/invocations/<rest:subpath>",
-                    endpoint="invoke",
-                    methods=_METHODS,
-                ),
-            ],
-            strict_slashes=False,
-            merge_slashes=False,
-            converters={"rest": _RestConverter},
-        )
+        self._read_timeout = read_timeout
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        routes = GinRoutes()
+        routes.add("GET", "/health/live", self._live)
+        routes.add("GET", "/health/ready", self._ready)
+        for segment in ROUTER_SEGMENTS:
+            pattern = f"/v1/namespaces/:namespace/{segment}/:name/invocations/*path"
+            routes.add("GET", pattern, self._invoke)
+            routes.add("POST", pattern, self._invoke)
+        self._routes = routes
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ)
-        session: Session | None = None
         try:
-            response, session = self._dispatch(request)
-        except Exception:
-            logger.exception("Router failed on %s %s", request.method, request.path)
-            response = _error(500, "internal error")
-        if session is None:
-            return response(environ, start_response)
-        acquired = session
-        try:
-            body = response(environ, start_response)
-        except BaseException:
-            self._store.release(acquired)
-            raise
-        return ClosingIterator(body, [lambda: self._store.release(acquired)])
-
-    def _dispatch(self, request: Request) -> tuple[Response, Session | None]:
-        if request.path not in _HEALTH_PATHS and not bearer_ok(request, self._token):
-            return _error(401, "unauthorized"), None
-        adapter = self._map.bind_to_environ(request.environ)
-        try:
-            endpoint, args = adapter.match()
-        except RequestRedirect:
-            return _error(404, "not found"), None
-        except HTTPException as exc:
-            if exc.code == 405:
-                return _error(405, "method not allowed"), None
-            return _error(exc.code or 404, "not found"), None
-        if endpoint == "health":
-            return json_response(200, {"status": "ok"}), None
-        return self._invoke(
-            request,
-            namespace=str(args["namespace"]),
-            kind=ROUTER_SEGMENTS[args["plural"]],
-            name=str(args["name"]),
-            subpath=str(args.get("subpath", "")),
+            request = build_request(environ)
+        except BadRequestLine:
+            environ[CLOSE_CONNECTION] = True
+            return respond(
+                plain_response(400, b"400 Bad Request", "text/plain; charset=utf-8"), start_response
+            )
+        started = float(environ.get(REQUEST_START) or time.monotonic())
+        request.body = DeadlineBody(
+            request.body, environ.get("werkzeug.socket"), started + self._read_timeout, environ
         )
+        found = self._routes.lookup(request.method, request.path)
+        if isinstance(found, str):
+            return respond(trailing_slash_redirect(request, found), start_response)
+        if found is None:
+            return respond(not_found(), start_response)
+        handler, params = found
+        if handler in (self._live, self._ready):
+            return respond(handler(), start_response)
+        denied = self._authenticate(request)
+        if denied is not None:
+            return respond(denied, start_response)
+        if not self._slots.acquire(blocking=False):
+            return respond(
+                _router_error(
+                    429, "server overloaded, please try again later", code="SERVER_OVERLOADED"
+                ),
+                start_response,
+            )
+        release = _Once(self._slots.release)
+        try:
+            return self._invoke(request, params, start_response, environ, release)
+        except BaseException:
+            release()
+            raise
 
+    # -- health ----------------------------------------------------------------------------------
+    @staticmethod
+    def _live() -> GoResponse:
+        return json_response(200, {"status": "alive"})
+
+    @staticmethod
+    def _ready() -> GoResponse:
+        return json_response(200, {"status": "ready"})
+
+    # -- auth -------------------------------------------------------------------------------------
+    def _authenticate(self, request: Request) -> GoResponse | None:
+        if self._token is None:
+            return None
+        header = request.headers.get("Authorization") or ""
+        if not header:
+            return _router_error(401, "missing authorization header", code="UNAUTHORIZED")
+        scheme, sep, token = header.partition(" ")
+        if not sep or scheme.lower() != "bearer":
+            return _router_error(401, "invalid authorization header format", code="UNAUTHORIZED")
+        token = token.strip(" \t")
+        if not token:
+            return _router_error(401, "empty bearer token", code="UNAUTHORIZED")
+        import hmac
+
+        if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), self._token.encode()):
+            return _router_error(401, "invalid or expired token", code="UNAUTHORIZED")
+        return None
+
+    # -- invocations ------------------------------------------------------------------------------
     def _invoke(
-        self, request: Request, *, namespace: str, kind: str, name: str, subpath: str
-    ) -> tuple[Response, Session | None]:
-        session_id = request.headers.get(SESSION_HEADER, "").strip()
+        self,
+        request: Request,
+        params: dict[str, str],
+        start_response: StartResponse,
+        environ: WSGIEnvironment,
+        release: Callable[[], None],
+    ) -> Iterable[bytes]:
+        segment = request.path.split("/")[4]
+        kind = ROUTER_SEGMENTS[segment]
+        namespace, name = params["namespace"], params["name"]
+        session_id = request.headers.get(SESSION_HEADER) or ""
+        session: Session | None
         if not session_id:
             try:
-                created = self._store.create(kind, name, namespace)
+                session = self._store.create(kind, name, namespace)
             except UnknownTemplate:
-                return _error(404, f"{kind} {name!r} not found in namespace {namespace!r}"), None
-            except StoreClosed:
-                return _error(503, "server is shutting down"), None
-            session_id = created.session_id
-        session = self._store.acquire(session_id, kind, name, namespace)
-        if session is None:
-            return _error(404, "session not found"), None
+                resource = f"{RESOURCE_NAMES[kind]}.agentcube.volcano.sh"
+                message = f"{resource} {go_quote(namespace + '/' + name)} not found"
+                return respond(_router_error(404, message), start_response, on_close=release)
+            except (StoreClosed, SandboxStartError, OSError):
+                logger.exception("the Router could not create a %s session", kind)
+                return respond(
+                    _router_error(500, "internal server error"), start_response, on_close=release
+                )
+        else:
+            session = self._store.get(session_id)
+            if session is None:
+                message = f"sessions.agentcube.volcano.sh {go_quote(session_id)} not found"
+                return respond(_router_error(404, message), start_response, on_close=release)
+        self._store.touch(session)
+        store, current = self._store, session
+
+        def finished() -> None:
+            store.touch(current)
+            release()
+
+        upstream, transport_gzip = _upstream_request(request, params["path"])
         try:
-            response = session.sandbox.handle(request, subpath, session_id)
-        except HTTPException as exc:
-            response = _error(exc.code or 500, exc.description or "error")
+            if session.sandbox.closed:
+                raise Unreachable(502, "sandbox unreachable")
+            response = session.sandbox.handle(upstream, session.session_id)
+        except ReadDeadline:
+            environ[CLOSE_CONNECTION] = True
+            return respond(_router_error(504, "sandbox timeout"), start_response, on_close=finished)
+        except Unreachable as exc:
+            return respond(
+                _router_error(exc.status, exc.message), start_response, on_close=finished
+            )
+        except SandboxGone:
+            return respond(
+                _router_error(503, "sandbox unreachable"), start_response, on_close=finished
+            )
         except Exception:
-            logger.exception("sandbox of session %s failed on %s", session_id, subpath)
-            response = _error(500, "internal error")
-        response.headers[SESSION_HEADER] = session_id
-        return response, session
+            logger.exception("sandbox of session %s failed", session.session_id)
+            return respond(
+                _router_error(503, "sandbox unreachable"), start_response, on_close=finished
+            )
+        remove_hop_by_hop(response.headers)
+        return respond(
+            response,
+            start_response,
+            decompress=transport_gzip,
+            extra_headers=[(SESSION_HEADER, session.session_id)],
+            on_close=finished,
+        )
+
+
+class _Once:
+    """Call ``func`` at most once."""
+
+    def __init__(self, func: Callable[[], None]) -> None:
+        self._func: Callable[[], None] | None = func
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            func, self._func = self._func, None
+        if func is not None:
+            func()
+
+
+def _client_ip(request: Request) -> str:
+    """gin's ``c.ClientIP()`` (every proxy trusted, as gin's default)."""
+    for name in ("X-Forwarded-For", "X-Real-Ip"):
+        value = request.headers.get(name)
+        if not value:
+            continue
+        items = [item.strip() for item in value.split(",")]
+        for index in range(len(items) - 1, -1, -1):
+            try:
+                ipaddress.ip_address(items[index])
+            except ValueError:
+                break
+            if index == 0:
+                return items[0]
+    return request.remote_addr.rsplit(":", 1)[0].strip("[]")
+
+
+def _upstream_request(request: Request, path: str) -> tuple[Request, bool]:
+    """The request the Router's ReverseProxy sends on, and whether its transport asked for
+    gzip on its own (then it undoes it)."""
+    headers = request.headers.copy()
+    upgrade = ""
+    if any("upgrade" in v.lower() for v in headers.get_all("Connection")):
+        upgrade = headers.get("Upgrade") or ""
+    keep_te = any("trailers" in v.lower() for v in headers.get_all("Te"))
+    headers.delete("Authorization")
+    headers.set("X-Forwarded-Host", request.host)
+    headers.set("X-Forwarded-Proto", "http")
+    client_ip = _client_ip(request)
+    prior = ", ".join(request.headers.get_all("X-Forwarded-For"))
+    forwarded_for = f"{prior}, {client_ip}" if prior else client_ip
+    remove_hop_by_hop(headers)
+    if keep_te:
+        headers.set("Te", "trailers")
+    if upgrade:
+        headers.set("Connection", "Upgrade")
+        headers.set("Upgrade", upgrade)
+    remote_ip = request.remote_addr.rsplit(":", 1)[0].strip("[]")
+    headers.set("X-Forwarded-For", f"{forwarded_for}, {remote_ip}")
+    transport_gzip = False
+    if (
+        headers.get("Accept-Encoding") is None
+        and headers.get("Range") is None
+        and request.method != "HEAD"
+    ):
+        headers.set("Accept-Encoding", "gzip")
+        transport_gzip = True
+    upstream = Request(
+        method=request.method,
+        path=path if path.startswith("/") or not path else "/" + path,
+        raw_query=request.raw_query,
+        headers=headers,
+        body=request.body,
+        content_length=request.content_length,
+        remote_addr=request.remote_addr,
+        host=request.host,
+    )
+    return upstream, transport_gzip
+
+
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "DEFAULT_READ_TIMEOUT", "Headers", "RouterApp"]

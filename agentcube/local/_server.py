@@ -13,31 +13,41 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.serving import BaseWSGIServer
 
 from ._control_plane import WorkloadManagerApp
 from ._faults import Fault, FaultInjector, FaultMiddleware, RequestRecord
 from ._http import ConnectionTracker, serve
-from ._router import RouterApp
-from ._sandboxes import CodeInterpreterSandbox, EchoAgent, ForwardingAgent, validate_agent_url
+from ._picod import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_OUTPUT_BYTES
+from ._router import DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_TIMEOUT, RouterApp
+from ._sandboxes import (
+    BuiltinCodeInterpreter,
+    EchoAgent,
+    ForwardingAgent,
+    PicodProcess,
+    Sandbox,
+    validate_agent_url,
+)
 from ._store import (
     CODE_INTERPRETER,
-    Sandbox,
+    DEFAULT_GC_INTERVAL,
+    DEFAULT_MAX_SESSION_DURATION,
+    DEFAULT_SESSION_TIMEOUT,
+    Lifetime,
     SessionInfo,
     SessionStore,
     TemplateRegistry,
 )
 
+if TYPE_CHECKING:
+    from ._jwt import Signer
+
 logger = logging.getLogger(__name__)
 
 WORKLOAD_MANAGER = "workload_manager"
 ROUTER = "router"
-
-DEFAULT_TTL = 8 * 3600.0
-DEFAULT_IDLE_TIMEOUT = 15 * 60.0
-DEFAULT_MAX_UPLOAD_BYTES = 1024**3
 
 _WARNING = (
     "agentcube.local: WARNING: sandboxes run code directly on this machine, as this user, "
@@ -59,14 +69,29 @@ def _loopback_host(host: str) -> str:
     return host
 
 
+def _positive(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number")
+    return float(value)
+
+
 class LocalAgentCube:
     """An embedded AgentCube: WorkloadManager and Router servers plus built-in sandboxes.
 
     ``code_interpreters`` are the CodeInterpreter template names; ``agents`` maps
     AgentRuntime template names to ``None`` (the built-in echo agent) or the URL of an
     agent server on loopback that requests are forwarded to. Templates exist in every
-    namespace. ``default_ttl`` and ``idle_timeout`` are seconds (``None`` disables them);
-    idle means no Router traffic for the session.
+    namespace.
+
+    Session lifetime is AgentCube's: ``max_session_duration`` after creation, or
+    ``session_timeout`` without Router traffic (seconds; ``None`` = never), checked every
+    ``gc_interval`` seconds; ``lifetimes`` overrides both per template name.
+
+    ``max_body_bytes`` is PicoD's request body cap (32 MiB), ``max_output_bytes`` the local
+    cap on each of a command's stdout and stderr, ``max_in_flight`` the Router's overload
+    limit, ``read_timeout`` the Router's limit for receiving a whole request. ``picod``: the
+    path of a real PicoD binary to run one process per code-interpreter session instead of
+    the built-in one.
     """
 
     def __init__(
@@ -79,38 +104,53 @@ class LocalAgentCube:
         code_interpreters: Iterable[str] = ("my-interpreter",),
         agents: Mapping[str, str | None] | None = None,
         root_dir: str | os.PathLike[str] | None = None,
-        default_ttl: float | None = DEFAULT_TTL,
-        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
-        reap_interval: float = 1.0,
-        max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+        max_session_duration: float | None = DEFAULT_MAX_SESSION_DURATION,
+        session_timeout: float | None = DEFAULT_SESSION_TIMEOUT,
+        lifetimes: Mapping[str, Lifetime] | None = None,
+        gc_interval: float = DEFAULT_GC_INTERVAL,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        picod: str | os.PathLike[str] | None = None,
         quiet: bool = False,
     ) -> None:
         self._host = _loopback_host(host)
         if token is not None and not token:
             raise ValueError("token must be a non-empty string or None")
-        if reap_interval <= 0:
-            raise ValueError("reap_interval must be positive")
-        if max_upload_bytes < 0:
-            raise ValueError("max_upload_bytes must not be negative")
+        self._gc_interval = _positive(gc_interval, "gc_interval")
+        self._read_timeout = _positive(read_timeout, "read_timeout")
+        for value, name in (
+            (max_body_bytes, "max_body_bytes"),
+            (max_output_bytes, "max_output_bytes"),
+            (max_in_flight, "max_in_flight"),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer")
         agent_map: dict[str, str | None] = {"echo-agent": None} if agents is None else dict(agents)
         for url in agent_map.values():
             if url is not None:
                 validate_agent_url(url)
+        self._picod = os.fspath(picod) if picod is not None else None
+        if self._picod is not None and not os.access(self._picod, os.X_OK):
+            raise ValueError(f"picod {self._picod!r} is not an executable file")
         self._port = port
         self._router_port = router_port
         self._token = token
         self._root_dir_arg = os.fspath(root_dir) if root_dir is not None else None
-        self._reap_interval = reap_interval
-        self._max_upload = max_upload_bytes
+        self._max_body = max_body_bytes
+        self._max_output = max_output_bytes
+        self._max_in_flight = max_in_flight
         self._quiet = quiet
 
-        self._templates = TemplateRegistry(code_interpreters, agent_map)
-        self._store = SessionStore(
-            self._templates,
-            self._make_sandbox,
-            default_ttl=default_ttl,
-            idle_timeout=idle_timeout,
+        self._templates = TemplateRegistry(
+            code_interpreters,
+            agent_map,
+            max_session_duration=max_session_duration,
+            session_timeout=session_timeout,
+            lifetimes=lifetimes,
         )
+        self._store = SessionStore(self._templates, self._make_sandbox)
         self._faults = FaultInjector()
         self._trackers = {WORKLOAD_MANAGER: ConnectionTracker(), ROUTER: ConnectionTracker()}
         self._lock = threading.RLock()
@@ -119,6 +159,8 @@ class LocalAgentCube:
         self._root: str | None = None
         self._owns_root = False
         self._started = False
+        self._signer: Signer | None = None
+        self._signer_tried = False
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> LocalAgentCube:
@@ -136,10 +178,19 @@ class LocalAgentCube:
             self._store.reopen()
             self._faults.restart()
             try:
-                control = WorkloadManagerApp(
-                    self._store, token=self._token, router_endpoint=self._router_endpoint
+                os.makedirs(self._staging_dir(), mode=0o700, exist_ok=True)
+                if self._picod is not None and self._signer is None:
+                    from ._jwt import Signer
+
+                    self._signer = Signer()
+                    self._signer_tried = True
+                control = WorkloadManagerApp(self._store, token=self._token)
+                router = RouterApp(
+                    self._store,
+                    token=self._token,
+                    max_in_flight=self._max_in_flight,
+                    read_timeout=self._read_timeout,
                 )
-                router = RouterApp(self._store, token=self._token)
                 self._servers[WORKLOAD_MANAGER], thread = serve(
                     self._host,
                     self._port,
@@ -157,7 +208,7 @@ class LocalAgentCube:
             except BaseException:
                 self._shutdown()
                 raise
-            self._store.start_reaper(self._reap_interval)
+            self._store.start_gc(self._gc_interval)
             self._started = True
             atexit.register(self.stop)
         if not self._quiet:
@@ -191,8 +242,10 @@ class LocalAgentCube:
         self._threads.clear()
         self._servers.clear()
         self._store.close()
-        if self._owns_root and self._root is not None:
-            shutil.rmtree(self._root, ignore_errors=True)
+        if self._root is not None:
+            shutil.rmtree(
+                self._root if self._owns_root else self._staging_dir(), ignore_errors=True
+            )
 
     def __enter__(self) -> LocalAgentCube:
         return self.start()
@@ -240,35 +293,68 @@ class LocalAgentCube:
         return self.router_url.removeprefix("http://")
 
     # -- templates -----------------------------------------------------------------------------
-    def register_agent(self, name: str, url: str | None = None) -> None:
+    def register_agent(
+        self, name: str, url: str | None = None, *, lifetime: Lifetime | None = None
+    ) -> None:
         """Add (or replace) an AgentRuntime template: ``None`` = echo agent, else forward URL.
 
         The URL must be ``http://`` on a loopback address, else ``ValueError``. Sessions
-        created before the call keep the agent they were created with.
+        created before the call keep the agent they were created with. ``lifetime``
+        overrides the cube's session lifetime for this template.
         """
         if not isinstance(name, str) or not name:
             raise ValueError("agent name must be a non-empty string")
         if url is not None:
             validate_agent_url(url)
-        self._templates.add_agent(name, url)
+        self._templates.add_agent(name, url, lifetime)
 
-    def register_code_interpreter(self, name: str) -> None:
-        """Add a CodeInterpreter template name."""
+    def register_code_interpreter(self, name: str, *, lifetime: Lifetime | None = None) -> None:
+        """Add a CodeInterpreter template name (``lifetime`` as for :meth:`register_agent`)."""
         if not isinstance(name, str) or not name:
             raise ValueError("code interpreter name must be a non-empty string")
-        self._templates.add_code_interpreter(name)
+        self._templates.add_code_interpreter(name, lifetime)
+
+    def _staging_dir(self) -> str:
+        assert self._root is not None
+        return os.path.join(self._root, ".agentcube-staging")
+
+    def _agent_signer(self) -> Signer | None:
+        """The key that signs forwarded agent requests (made on first use, if possible)."""
+        with self._lock:
+            if not self._signer_tried:
+                self._signer_tried = True
+                try:
+                    from ._jwt import Signer
+
+                    self._signer = Signer()
+                except ImportError:
+                    logger.info("cryptography is not installed: agent requests go unsigned")
+            return self._signer
 
     def _make_sandbox(self, kind: str, name: str, session_id: str) -> Sandbox:
+        if self._root is None:
+            raise RuntimeError("LocalAgentCube is not running")
         if kind == CODE_INTERPRETER:
-            if self._root is None:
-                raise RuntimeError("LocalAgentCube is not running")
-            return CodeInterpreterSandbox(
-                os.path.join(self._root, session_id), max_upload_bytes=self._max_upload
+            workspace = os.path.join(self._root, session_id)
+            if self._picod is not None:
+                assert self._signer is not None
+                return PicodProcess(
+                    self._picod,
+                    workspace,
+                    self._signer,
+                    log_path=os.path.join(self._staging_dir(), f"picod-{session_id}.log"),
+                )
+            return BuiltinCodeInterpreter(
+                workspace,
+                self._router_endpoint,
+                max_body_bytes=self._max_body,
+                max_output_bytes=self._max_output,
+                staging_dir=self._staging_dir(),
             )
         url = self._templates.agent_url(name)
         if url is None:
-            return EchoAgent()
-        return ForwardingAgent(name, url)
+            return EchoAgent(self._router_endpoint)
+        return ForwardingAgent(name, url, self._agent_signer)
 
     # -- sessions ------------------------------------------------------------------------------
     def sessions(self) -> list[SessionInfo]:
@@ -287,8 +373,8 @@ class LocalAgentCube:
         return self._store.delete_all()
 
     def reap_now(self) -> int:
-        """Run one reaper pass now; returns how many sessions it deleted."""
-        return self._store.reap_once()
+        """Run one garbage-collection pass now; returns how many sessions it deleted."""
+        return self._store.gc_once()
 
     # -- faults --------------------------------------------------------------------------------
     def inject_fault(

@@ -1,17 +1,23 @@
-"""The session registry: templates, sessions, and the background reaper."""
+"""The session registry: templates and their lifetimes, sessions, and garbage collection.
+
+As in AgentCube, a session ends when its template's ``maxSessionDuration`` has passed since
+it was created, when it has been idle for the template's ``sessionTimeout`` (a Router
+request counts as activity when it starts and when it ends), or when it is deleted. The
+garbage collector looks every ``gc_interval`` seconds (15 s by default).
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+import secrets
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:
-    from werkzeug.wrappers import Request, Response
+from ._sandboxes import Sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +34,34 @@ ROUTER_SEGMENTS: dict[str, str] = {
     "code-interpreters": CODE_INTERPRETER,
     "agent-runtimes": AGENT_RUNTIME,
 }
-KIND_TO_ROUTER_SEGMENT = {kind: segment for segment, kind in ROUTER_SEGMENTS.items()}
+#: kind -> the resource name in Kubernetes error texts
+RESOURCE_NAMES = {CODE_INTERPRETER: "codeinterpreters", AGENT_RUNTIME: "agentruntimes"}
+
+DEFAULT_MAX_SESSION_DURATION = 8 * 3600.0
+DEFAULT_SESSION_TIMEOUT = 15 * 60.0
+DEFAULT_GC_INTERVAL = 15.0
+_NAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    """A template's session lifetime, in seconds.
+
+    ``max_session_duration``: a session ends this long after it was created.
+    ``session_timeout``: a session ends after this long without Router traffic.
+    ``None`` takes the LocalAgentCube's default; ``math.inf`` means never.
+    """
+
+    max_session_duration: float | None = None
+    session_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_session_duration", "session_timeout"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+            ):
+                raise ValueError(f"{name} must be a positive number of seconds, inf or None")
 
 
 @dataclass(frozen=True)
@@ -44,17 +77,6 @@ class SessionInfo:
     workspace: str | None
 
 
-class Sandbox(Protocol):
-    """What the router forwards to."""
-
-    @property
-    def workspace(self) -> str | None: ...
-
-    def handle(self, request: Request, subpath: str, session_id: str) -> Response: ...
-
-    def close(self) -> None: ...
-
-
 SandboxFactory = Callable[[str, str, str], Sandbox]
 """``factory(kind, template_name, session_id)`` builds the sandbox of a new session."""
 
@@ -68,12 +90,30 @@ class StoreClosed(RuntimeError):
 
 
 class TemplateRegistry:
-    """Code-interpreter names and agents (name -> forward URL, or None for the echo agent)."""
+    """Code-interpreter names, agents (name -> forward URL or None) and their lifetimes."""
 
-    def __init__(self, code_interpreters: Iterable[str], agents: Mapping[str, str | None]) -> None:
+    def __init__(
+        self,
+        code_interpreters: Iterable[str],
+        agents: Mapping[str, str | None],
+        *,
+        max_session_duration: float | None = DEFAULT_MAX_SESSION_DURATION,
+        session_timeout: float | None = DEFAULT_SESSION_TIMEOUT,
+        lifetimes: Mapping[str, Lifetime] | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self._code_interpreters = set(code_interpreters)
         self._agents = dict(agents)
+        self._default = (
+            _seconds(max_session_duration, "max_session_duration"),
+            _seconds(session_timeout, "session_timeout"),
+        )
+        self._lifetimes: dict[tuple[str, str], Lifetime] = {}
+        for name, lifetime in (lifetimes or {}).items():
+            if not isinstance(lifetime, Lifetime):
+                raise ValueError(f"the lifetime of {name!r} must be a Lifetime")
+            for kind in (CODE_INTERPRETER, AGENT_RUNTIME):
+                self._lifetimes[(kind, name)] = lifetime
 
     def exists(self, kind: str, name: str) -> bool:
         with self._lock:
@@ -89,21 +129,36 @@ class TemplateRegistry:
                 raise UnknownTemplate(name)
             return self._agents[name]
 
-    def add_agent(self, name: str, url: str | None) -> None:
+    def add_agent(self, name: str, url: str | None, lifetime: Lifetime | None = None) -> None:
         with self._lock:
             self._agents[name] = url
+            if lifetime is not None:
+                self._lifetimes[(AGENT_RUNTIME, name)] = lifetime
 
-    def add_code_interpreter(self, name: str) -> None:
+    def add_code_interpreter(self, name: str, lifetime: Lifetime | None = None) -> None:
         with self._lock:
             self._code_interpreters.add(name)
+            if lifetime is not None:
+                self._lifetimes[(CODE_INTERPRETER, name)] = lifetime
 
-    def code_interpreters(self) -> list[str]:
+    def lifetime(self, kind: str, name: str) -> tuple[float, float]:
+        """(max session duration, session timeout) in seconds; ``inf`` = never."""
         with self._lock:
-            return sorted(self._code_interpreters)
+            lifetime = self._lifetimes.get((kind, name), Lifetime())
+        maximum = lifetime.max_session_duration
+        timeout = lifetime.session_timeout
+        return (
+            self._default[0] if maximum is None else float(maximum),
+            self._default[1] if timeout is None else float(timeout),
+        )
 
-    def agents(self) -> dict[str, str | None]:
-        with self._lock:
-            return dict(self._agents)
+
+def _seconds(value: float | None, name: str) -> float:
+    if value is None:
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds or None")
+    return float(value)
 
 
 class Session:
@@ -116,7 +171,7 @@ class Session:
         name: str,
         namespace: str,
         sandbox: Sandbox,
-        ttl: float | None,
+        lifetime: tuple[float, float],
     ) -> None:
         now, mono = time.time(), time.monotonic()
         self.session_id = session_id
@@ -125,12 +180,12 @@ class Session:
         self.namespace = namespace
         self.sandbox = sandbox
         self.sandbox_id = str(uuid.uuid4())
-        self.sandbox_name = f"{name}-{session_id[:8]}"
+        self.sandbox_name = f"{name}-{''.join(secrets.choice(_NAME_ALPHABET) for _ in range(8))}"
         self.created_at = now
         self.last_used = now
         self.last_used_mono = mono
-        self.expires_mono = mono + ttl if ttl is not None else None
-        self.active = 0
+        self.expires_mono = mono + lifetime[0]
+        self.session_timeout = lifetime[1]
 
     def info(self) -> SessionInfo:
         return SessionInfo(
@@ -145,29 +200,21 @@ class Session:
 
 
 class SessionStore:
-    """Thread-safe registry of sessions, with a reaper for TTL and idle timeout."""
+    """Thread-safe registry of sessions, with the garbage collector."""
 
-    def __init__(
-        self,
-        templates: TemplateRegistry,
-        factory: SandboxFactory,
-        *,
-        default_ttl: float | None,
-        idle_timeout: float | None,
-    ) -> None:
+    def __init__(self, templates: TemplateRegistry, factory: SandboxFactory) -> None:
         self.templates = templates
         self._factory = factory
-        self._default_ttl = default_ttl
-        self._idle_timeout = idle_timeout
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
         self._closed = False
-        self._reaper: threading.Thread | None = None
-        self._reaper_stop = threading.Event()
+        self._gc: threading.Thread | None = None
+        self._gc_stop = threading.Event()
 
     # -- create / find / delete ------------------------------------------------------------
-    def create(self, kind: str, name: str, namespace: str, ttl: float | None = None) -> Session:
-        """Create a session of a template; raises :class:`UnknownTemplate`."""
+    def create(self, kind: str, name: str, namespace: str) -> Session:
+        """Create a session of a template; raises UnknownTemplate, StoreClosed, or the
+        sandbox's start error."""
         if not self.templates.exists(kind, name):
             raise UnknownTemplate(f"{kind} {name!r}")
         if self._closed:
@@ -175,7 +222,7 @@ class SessionStore:
         session_id = str(uuid.uuid4())
         sandbox = self._factory(kind, name, session_id)
         session = Session(
-            session_id, kind, name, namespace, sandbox, ttl if ttl else self._default_ttl
+            session_id, kind, name, namespace, sandbox, self.templates.lifetime(kind, name)
         )
         with self._lock:
             closed = self._closed
@@ -191,38 +238,11 @@ class SessionStore:
         with self._lock:
             return self._sessions.get(session_id)
 
-    def acquire(
-        self,
-        session_id: str,
-        kind: str | None = None,
-        name: str | None = None,
-        namespace: str | None = None,
-    ) -> Session | None:
-        """Find a session (matching kind/name/namespace when given), mark it in use."""
+    def touch(self, session: Session) -> None:
+        """Record Router activity on ``session`` (at a request's start and at its end)."""
         with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None:
-                return None
-            if (
-                (kind is not None and session.kind != kind)
-                or (name is not None and session.name != name)
-                or (namespace is not None and session.namespace != namespace)
-            ):
-                return None
-            session.active += 1
-            self._touch(session)
-            return session
-
-    def release(self, session: Session) -> None:
-        """The request that acquired ``session`` is finished."""
-        with self._lock:
-            session.active = max(0, session.active - 1)
-            self._touch(session)
-
-    @staticmethod
-    def _touch(session: Session) -> None:
-        session.last_used = time.time()
-        session.last_used_mono = time.monotonic()
+            session.last_used = time.time()
+            session.last_used_mono = time.monotonic()
 
     def delete(self, session_id: str) -> bool:
         """Delete a session and its sandbox; False if there is no such session."""
@@ -243,10 +263,10 @@ class SessionStore:
         return len(sessions)
 
     def close(self) -> int:
-        """Refuse new sessions, stop the reaper and delete every session."""
+        """Refuse new sessions, stop the garbage collector and delete every session."""
         with self._lock:
             self._closed = True
-        self.stop_reaper()
+        self.stop_gc()
         return self.delete_all()
 
     def reopen(self) -> None:
@@ -274,48 +294,44 @@ class SessionStore:
         with self._lock:
             return len(self._sessions)
 
-    # -- reaping -------------------------------------------------------------------------------
+    # -- garbage collection ------------------------------------------------------------------
     def expired(self, now: float | None = None) -> list[str]:
+        """Sessions past their maximum duration or idle longer than their timeout."""
         mono = time.monotonic() if now is None else now
-        idle = self._idle_timeout
         with self._lock:
             return [
                 session.session_id
                 for session in self._sessions.values()
-                if (session.expires_mono is not None and mono >= session.expires_mono)
-                or (
-                    idle is not None
-                    and session.active == 0
-                    and mono - session.last_used_mono >= idle
-                )
+                if mono >= session.expires_mono
+                or mono - session.last_used_mono > session.session_timeout
             ]
 
-    def reap_once(self) -> int:
+    def gc_once(self) -> int:
         """Delete expired and idle sessions, exactly as a DELETE would."""
         count = 0
         for session_id in self.expired():
             if self.delete(session_id):
-                logger.info("reaped session %s", session_id)
+                logger.info("garbage-collected session %s", session_id)
                 count += 1
         return count
 
-    def start_reaper(self, interval: float) -> None:
-        if self._reaper is not None:
+    def start_gc(self, interval: float) -> None:
+        if self._gc is not None:
             return
-        self._reaper_stop.clear()
+        self._gc_stop.clear()
 
         def loop() -> None:
-            while not self._reaper_stop.wait(interval):
+            while not self._gc_stop.wait(interval):
                 try:
-                    self.reap_once()
+                    self.gc_once()
                 except Exception:
-                    logger.exception("session reaper failed")
+                    logger.exception("session garbage collection failed")
 
-        self._reaper = threading.Thread(target=loop, name="agentcube-local-reaper", daemon=True)
-        self._reaper.start()
+        self._gc = threading.Thread(target=loop, name="agentcube-local-gc", daemon=True)
+        self._gc.start()
 
-    def stop_reaper(self) -> None:
-        self._reaper_stop.set()
-        reaper, self._reaper = self._reaper, None
-        if reaper is not None and reaper is not threading.current_thread():
-            reaper.join(timeout=10)
+    def stop_gc(self) -> None:
+        self._gc_stop.set()
+        gc, self._gc = self._gc, None
+        if gc is not None and gc is not threading.current_thread():
+            gc.join(timeout=10)

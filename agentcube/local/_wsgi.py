@@ -1,97 +1,198 @@
-"""Small helpers shared by the WSGI apps: JSON responses, body reading, bearer auth."""
+"""The bridge between the WSGI server and the Go-shaped apps: requests in, responses out."""
 
 from __future__ import annotations
 
 import hmac
-import json
-from typing import IO, Any
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from werkzeug.exceptions import ClientDisconnected, HTTPException
-from werkzeug.wrappers import Request, Response
+from ._forward import ReadDeadline
+from ._gin import BodyReadError, GoResponse, Headers, Request, Response, status_text
+from ._go import canonical_header, unescape_path
+from ._http import CLOSE_CONNECTION, RAW_HEADERS, REQUEST_START
+
+__all__ = ["CLOSE_CONNECTION", "RAW_HEADERS", "REQUEST_START"]
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 SESSION_HEADER = "x-agentcube-session-id"
 
-_READ_CHUNK = 64 * 1024
+
+class BadRequestLine(Exception):
+    """The request target cannot be parsed (Go's server answers a bare 400)."""
 
 
-class BadBody(Exception):
-    """The request body could not be used; ``status`` is what to answer."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+def _wire_text(value: str) -> str:
+    return value.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
-def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-    """A JSON response with an exact ``Content-Length``."""
-    body = json.dumps(payload)
-    response = Response(body, status=status, mimetype="application/json")
-    if headers:
-        for key, value in headers.items():
-            response.headers[key] = value
-    return response
-
-
-def read_limited(stream: IO[bytes], limit: int) -> bytes | None:
-    """Read a whole stream, or return ``None`` as soon as it exceeds ``limit`` bytes."""
-    parts: list[bytes] = []
-    total = 0
-    while True:
-        chunk = stream.read(min(_READ_CHUNK, limit + 1 - total))
-        if not chunk:
-            return b"".join(parts)
-        parts.append(chunk)
-        total += len(chunk)
-        if total > limit:
-            return None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid JSON constant {name}")
-
-
-def parse_json(data: bytes) -> Any:
-    """Strict JSON parsing (no NaN/Infinity); raises ``ValueError`` on any problem."""
+def _from_wire(value: str) -> str:
     try:
-        return json.loads(data, parse_constant=_reject_constant)
-    except RecursionError as exc:
-        raise ValueError("JSON nested too deeply") from exc
+        return value.encode("latin-1").decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value
 
 
-def read_json_object(request: Request, limit: int, too_large_status: int = 400) -> dict[str, Any]:
-    """Read the body as a JSON object, raising :class:`BadBody` for anything else."""
-    length = request.content_length
-    if length is not None and length > limit:
-        raise BadBody(f"request body too large (limit {limit} bytes)", too_large_status)
+def build_request(environ: WSGIEnvironment) -> Request:
+    """The request as a Go server sees it: decoded path, raw query, headers, body."""
+    raw_target = _from_wire(str(environ.get("REQUEST_URI") or environ.get("PATH_INFO") or "/"))
+    if "://" in raw_target.split("?", 1)[0]:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(raw_target)
+        raw_path, raw_query = parts.path or "/", parts.query
+    else:
+        raw_path, _, raw_query = raw_target.partition("?")
+    path = unescape_path(raw_path)
+    if path is None:
+        raise BadRequestLine(raw_target)
+    raw_headers = environ.get(RAW_HEADERS)
+    if raw_headers is None:
+        raw_headers = [
+            (key[5:].replace("_", "-").title(), str(value))
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        ]
+        if environ.get("CONTENT_TYPE"):
+            raw_headers.append(("Content-Type", str(environ["CONTENT_TYPE"])))
+        if environ.get("CONTENT_LENGTH"):
+            raw_headers.append(("Content-Length", str(environ["CONTENT_LENGTH"])))
+    headers = Headers(
+        (canonical_header(name), _from_wire(value).strip(" \t")) for name, value in raw_headers
+    )
+    if environ.get("wsgi.input_terminated"):
+        length = -1
+    else:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+    remote = f"{environ.get('REMOTE_ADDR', '127.0.0.1')}:{environ.get('REMOTE_PORT', 0)}"
+    return Request(
+        method=str(environ.get("REQUEST_METHOD", "GET")),
+        path=path,
+        raw_query=raw_query,
+        headers=headers,
+        body=_GoBody(environ["wsgi.input"]),
+        content_length=length,
+        remote_addr=remote,
+        host=headers.get("Host") or "",
+    )
+
+
+class _GoBody:
+    """The body as Go's server hands it on: a broken one reads as an error, not a crash."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return bytes(self._raw.read(size if size is not None and size >= 0 else 64 * 1024))
+        except TimeoutError:
+            raise
+        except (OSError, ValueError) as exc:  # a broken chunk, a client gone
+            raise BodyReadError(str(exc) or "unexpected EOF") from None
+        except Exception as exc:  # werkzeug's BadRequest / ClientDisconnected
+            if type(exc).__name__ in ("MalformedBody", "ClientDisconnected", "BadRequest"):
+                raise BodyReadError("unexpected EOF") from None
+            raise
+
+
+class DeadlineBody:
+    """The request body, which must arrive by ``deadline`` (monotonic); else ReadDeadline."""
+
+    def __init__(self, raw: Any, sock: Any, deadline: float, environ: WSGIEnvironment) -> None:
+        self._raw = raw
+        self._sock = sock if isinstance(sock, socket.socket) else None
+        self._deadline = deadline
+        self._environ = environ
+
+    def read(self, size: int = -1) -> bytes:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            self._expire()
+        previous = None
+        if self._sock is not None:
+            previous = self._sock.gettimeout()
+            self._sock.settimeout(remaining)
+        try:
+            return bytes(self._raw.read(size if size is not None and size >= 0 else 64 * 1024))
+        except TimeoutError:
+            self._expire()
+        finally:
+            if self._sock is not None:
+                try:
+                    self._sock.settimeout(previous)
+                except OSError:
+                    pass
+        raise AssertionError("unreachable")
+
+    def _expire(self) -> None:
+        self._environ[CLOSE_CONNECTION] = True
+        raise ReadDeadline()
+
+
+def respond(
+    response: Response,
+    start_response: StartResponse,
+    *,
+    decompress: bool = False,
+    extra_headers: Iterable[tuple[str, str]] = (),
+    on_close: Callable[[], None] | None = None,
+) -> Iterable[bytes]:
+    """Send a Go-shaped response through WSGI (Content-Length when it has one, else chunked)."""
     try:
-        data = read_limited(request.stream, limit)
-    except ClientDisconnected:
-        raise BadBody("the request body ended before its Content-Length") from None
-    except HTTPException as exc:  # e.g. a broken chunked encoding
-        raise BadBody(exc.description or "the request body could not be read") from None
-    if data is None:
-        raise BadBody(f"request body too large (limit {limit} bytes)", too_large_status)
-    if not data.strip():
-        raise BadBody("request body is empty, expected a JSON object")
-    try:
-        value = parse_json(data)
-    except ValueError:
-        raise BadBody("request body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise BadBody("request body must be a JSON object")
-    return value
+        body = response.wire(decompress)
+        for name, value in extra_headers:
+            response.headers.set(name, value)
+        headers = [(name, _wire_text(value)) for name, value in response.headers.items()]
+        start_response(f"{response.status} {status_text(response.status)}", headers)
+    except BaseException:
+        response.close()
+        if on_close is not None:
+            on_close()
+        raise
+    return _Closing(body, response, on_close)
 
 
-def bearer_ok(request: Request, token: str | None) -> bool:
-    """True when auth is off or the request carries ``Authorization: Bearer <token>``."""
+class _Closing:
+    def __init__(
+        self, body: Iterable[bytes], response: Response, on_close: Callable[[], None] | None
+    ) -> None:
+        self._body = body
+        self._response = response
+        self._on_close = on_close
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            self._response.close()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+
+
+def json_error(status: int, payload: Any) -> GoResponse:
+    from ._gin import json_response
+
+    return json_response(status, payload)
+
+
+def bearer_ok(headers: Headers, token: str | None) -> bool:
+    """True when the header carries exactly ``Bearer <token>``."""
     if token is None:
         return True
-    header = request.headers.get("Authorization", "")
+    header = headers.get("Authorization") or ""
     scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(presented.strip().encode("utf-8"), token.encode("utf-8"))
+    return scheme == "Bearer" and hmac.compare_digest(
+        presented.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8")
+    )
 
 
 def request_path(environ: dict[str, Any]) -> str:
@@ -101,3 +202,7 @@ def request_path(environ: dict[str, Any]) -> str:
         return raw.encode("latin-1").decode("utf-8", "replace")
     except UnicodeEncodeError:
         return raw
+
+
+def plain_response(status: int, body: bytes, content_type: str = "text/plain") -> GoResponse:
+    return GoResponse(status, Headers([("Content-Type", content_type)]), body)

@@ -17,7 +17,7 @@ def cube() -> Iterator[LocalAgentCube]:
         quiet=True,
         code_interpreters=(CI, "other-interpreter"),
         agents={"echo-agent": None, "second-agent": None},
-        max_upload_bytes=MAX_UPLOAD,
+        max_body_bytes=MAX_UPLOAD,
     )
     server.start()
     yield server

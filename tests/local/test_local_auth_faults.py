@@ -26,28 +26,37 @@ def secured() -> Iterator[LocalAgentCube]:
 def test_auth_required_on_both_servers(secured: LocalAgentCube) -> None:
     anonymous = Api(secured)
     wrong = Api(secured, token="wrong")
-    for client in (anonymous, wrong):
+    for client, wm_text, router_text in (
+        (anonymous, "Missing authorization header", "missing authorization header"),
+        (wrong, "Invalid or expired token", "invalid or expired token"),
+    ):
         response = client.http.post(
             f"{client.wm}/v1/code-interpreter", json={"name": CI, "namespace": NS}
         )
-        assert response.status_code == 401
-        assert set(response.json()) == {"message"}
-        assert client.delete("whatever").status_code == 401
+        assert (response.status_code, response.json()) == (401, {"message": wm_text})
+        assert client.delete("whatever").json() == {"message": wm_text}
         response = client.http.post(client.ci_url("api/execute"), json={"command": ["true"]})
         assert response.status_code == 401
-        assert set(response.json()) == {"error"}
-        assert client.http.get(client.wm + "/nope").status_code == 401
+        assert response.json() == {"code": "UNAUTHORIZED", "error": router_text}
+        assert SESSION_HEADER not in response.headers
+        # unknown routes are gin's 404 before any auth
+        assert client.http.get(client.wm + "/nope").status_code == 404
     assert secured.sessions() == []
     # health stays open
     assert anonymous.http.get(anonymous.wm + "/health").status_code == 200
     assert anonymous.http.get(anonymous.router + "/health/live").status_code == 200
     assert anonymous.http.get(anonymous.router + "/health/ready").status_code == 200
     # other schemes and near-misses are refused
-    for header in (f"Basic {TOKEN}", TOKEN, f"Bearer {TOKEN}x", "Bearer "):
+    for header, text in (
+        (f"Basic {TOKEN}", "invalid authorization header format"),
+        (TOKEN, "invalid authorization header format"),
+        (f"Bearer {TOKEN}x", "invalid or expired token"),
+        ("Bearer ", "invalid authorization header format"),
+    ):
         response = requests.get(
-            f"{anonymous.router}/x", headers={"Authorization": header}, timeout=10
+            anonymous.ci_url("api/files/x"), headers={"Authorization": header}, timeout=10
         )
-        assert response.status_code == 401
+        assert (response.status_code, response.json()["error"]) == (401, text)
 
 
 def test_auth_with_token(secured: LocalAgentCube) -> None:
@@ -166,7 +175,7 @@ def test_method_mismatch_and_clear(api: Api, cube: LocalAgentCube) -> None:
     api.delete(api.create())  # POST does not match a GET fault
     assert fault.hits == 0
     cube.clear_faults()
-    assert api.http.get(f"{api.wm}/v1/code-interpreter").status_code == 405
+    assert api.http.get(f"{api.wm}/v1/code-interpreter").status_code == 404
 
 
 def test_fault_validation(cube: LocalAgentCube) -> None:

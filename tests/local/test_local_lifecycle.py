@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from agentcube.local import LocalAgentCube, SessionInfo, configured_or_local
+from agentcube.local import Lifetime, LocalAgentCube, SessionInfo, configured_or_local
 
 from .helpers import SESSION_HEADER, Api
 
@@ -26,13 +26,15 @@ def _wait_until(condition: object, timeout: float = 5.0) -> bool:
     return bool(condition())
 
 
-def test_ttl_reaping_deletes_like_delete() -> None:
-    with LocalAgentCube(quiet=True, default_ttl=0.4, idle_timeout=None, reap_interval=0.05) as cube:
+def test_max_session_duration_deletes_like_delete() -> None:
+    with LocalAgentCube(
+        quiet=True, max_session_duration=0.4, session_timeout=None, gc_interval=0.05
+    ) as cube:
         api = Api(cube)
         sid = api.create()
         workspace = cube.sessions()[0].workspace
         assert workspace is not None and os.path.isdir(workspace)
-        # traffic does not extend a TTL
+        # traffic does not extend the maximum duration
         for _ in range(3):
             api.execute(sid, ["true"])
         assert _wait_until(lambda: not cube.has_session(sid))
@@ -40,21 +42,43 @@ def test_ttl_reaping_deletes_like_delete() -> None:
         assert api.delete(sid).status_code == 404
 
 
-def test_idle_reaping_and_touch() -> None:
-    with LocalAgentCube(quiet=True, default_ttl=None, idle_timeout=0.5, reap_interval=0.05) as cube:
+def test_session_timeout_counts_request_starts_and_ends() -> None:
+    with LocalAgentCube(
+        quiet=True, max_session_duration=None, session_timeout=0.5, gc_interval=0.05
+    ) as cube:
         api = Api(cube)
         busy = api.create()
         idle = api.create("agent-runtime", "echo-agent")
-        for _ in range(8):  # keep `busy` in use for ~0.8 s, longer than the idle timeout
+        deadline = time.monotonic() + 0.8  # keep `busy` active longer than the timeout
+        while time.monotonic() < deadline:
             api.execute(busy, ["true"])
-            time.sleep(0.1)
-        assert not cube.has_session(idle)
+        assert _wait_until(lambda: not cube.has_session(idle))
         assert cube.has_session(busy)
-        # a long-running request keeps its session alive even past the idle timeout
-        result = api.execute(busy, ["sleep", "0.8"])
-        assert result["exit_code"] == 0
-        assert cube.has_session(busy)
-        assert _wait_until(lambda: not cube.has_session(busy))
+        # a request running past the timeout does not keep its session: as in AgentCube, the
+        # garbage collector deletes it under the request, which then fails
+        response = api.call(busy, "POST", "api/execute", json={"command": ["sleep", "3"]})
+        assert (response.status_code, response.json()) == (503, {"error": "sandbox unreachable"})
+        assert not cube.has_session(busy)
+
+
+def test_per_template_lifetimes() -> None:
+    with LocalAgentCube(
+        quiet=True,
+        code_interpreters=("my-interpreter", "short"),
+        lifetimes={"short": Lifetime(session_timeout=0.3)},
+        gc_interval=0.05,
+    ) as cube:
+        cube.register_code_interpreter("capped", lifetime=Lifetime(max_session_duration=0.3))
+        api = Api(cube)
+        long_lived = api.create()
+        short = api.create(name="short")
+        capped = api.create(name="capped")
+        assert _wait_until(lambda: not cube.has_session(short) and not cube.has_session(capped))
+        assert cube.has_session(long_lived)
+    with pytest.raises(ValueError):
+        Lifetime(session_timeout=0)
+    with pytest.raises(ValueError):
+        LocalAgentCube(session_timeout=-1)
 
 
 def test_stop_deletes_everything_and_is_idempotent(tmp_path: os.PathLike[str]) -> None:
@@ -93,8 +117,8 @@ def test_explicit_root_dir_is_kept(tmp_path: os.PathLike[str]) -> None:
     root = os.path.join(os.fspath(tmp_path), "workspaces")
     with LocalAgentCube(quiet=True, root_dir=root) as cube:
         api = Api(cube)
-        api.create()
-        assert len(os.listdir(root)) == 1
+        sid = api.create()
+        assert sorted(os.listdir(root)) == sorted([sid, ".agentcube-staging"])
     assert os.listdir(root) == []
 
 
@@ -108,7 +132,7 @@ def test_connection_reuse(api: Api, cube: LocalAgentCube, session_id: str) -> No
                     api.ci_url("api/execute"), json={"command": ["true"]}, headers=headers
                 )
             elif i % 4 == 1:
-                response = http.get(api.ci_url("api/files"), headers=headers)
+                response = http.get(api.ci_url("api/files?path=."), headers=headers)
             elif i % 4 == 2:  # a body the app does not read must not break the next request
                 response = http.post(api.router + "/nope", data=b"x" * 100_000)
             else:

@@ -18,7 +18,9 @@ from .helpers import NS, SESSION_HEADER, Api
 
 @pytest.mark.parametrize("path", ["/health/live", "/health/ready"])
 def test_health(api: Api, path: str) -> None:
-    assert api.http.get(api.router + path).status_code == 200
+    response = api.http.get(api.router + path)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
 
 
 def test_bootstrap_with_bare_get_sets_header_on_404(api: Api, cube: LocalAgentCube) -> None:
@@ -40,7 +42,16 @@ def test_bootstrap_with_bare_get_sets_header_on_404(api: Api, cube: LocalAgentCu
 
 def test_bootstrap_without_trailing_slash(api: Api) -> None:
     url = api.agent_url("echo-agent").rstrip("/")
-    response = api.http.get(url)
+    redirect = api.http.get(url, allow_redirects=False)
+    assert (redirect.status_code, redirect.headers["Location"]) == (
+        301,
+        url[len(api.router) :] + "/",
+    )
+    assert redirect.text == f'<a href="{url[len(api.router) :]}/">Moved Permanently</a>.\n\n'
+    assert SESSION_HEADER not in redirect.headers
+    posted = api.http.post(url, json={}, allow_redirects=False)
+    assert (posted.status_code, posted.content) == (307, b"")
+    response = api.http.get(url)  # requests follows the redirect, which bootstraps
     assert response.status_code == 404
     assert SESSION_HEADER in response.headers
     api.delete(response.headers[SESSION_HEADER])
@@ -59,36 +70,42 @@ def test_bootstrap_unknown_template_404(api: Api, cube: LocalAgentCube) -> None:
     before = len(cube.sessions())
     response = api.http.get(api.agent_url("no-such-agent"))
     assert response.status_code == 404
-    assert set(response.json()) == {"error"}
+    assert response.json() == {
+        "error": f'agentruntimes.agentcube.volcano.sh "{NS}/no-such-agent" not found'
+    }
+    assert SESSION_HEADER not in response.headers
     response = api.http.post(api.ci_url("api/execute", name="nope"), json={"command": ["true"]})
-    assert response.status_code == 404
-    assert set(response.json()) == {"error"}
+    assert response.json() == {
+        "error": f'codeinterpreters.agentcube.volcano.sh "{NS}/nope" not found'
+    }
     assert len(cube.sessions()) == before
 
 
 def test_unknown_session_404(api: Api) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
     response = api.http.post(
-        api.ci_url("api/execute"),
-        json={"command": ["true"]},
-        headers={SESSION_HEADER: "00000000-0000-4000-8000-000000000000"},
+        api.ci_url("api/execute"), json={"command": ["true"]}, headers={SESSION_HEADER: unknown}
     )
     assert response.status_code == 404
-    assert response.json() == {"error": "session not found"}
+    assert response.json() == {"error": f'sessions.agentcube.volcano.sh "{unknown}" not found'}
+    assert SESSION_HEADER not in response.headers
+    odd = 'a"b\tc'
+    response = api.http.get(api.ci_url("api/files/x"), headers={SESSION_HEADER: odd})
+    assert response.json() == {"error": 'sessions.agentcube.volcano.sh "a\\"b\\tc" not found'}
 
 
-def test_session_of_other_kind_name_or_namespace_is_404(api: Api, session_id: str) -> None:
+def test_the_session_id_alone_routes(api: Api, session_id: str) -> None:
     headers = {SESSION_HEADER: session_id}
-    other_urls = [
-        api.agent_url("echo-agent", "x"),
+    urls = [
+        api.agent_url("echo-agent", "api/execute"),
         api.ci_url("api/execute", name="other-interpreter"),
         api.ci_url("api/execute", namespace="elsewhere"),
+        api.ci_url("api/execute"),
     ]
-    for url in other_urls:
+    for url in urls:
         response = api.http.post(url, json={"command": ["true"]}, headers=headers)
-        assert response.status_code == 404, url
-        assert response.json() == {"error": "session not found"}
-    ok = api.http.post(api.ci_url("api/execute"), json={"command": ["true"]}, headers=headers)
-    assert ok.status_code == 200
+        assert response.status_code == 200, url
+        assert response.headers[SESSION_HEADER] == session_id
 
 
 def test_header_on_every_forwarded_status(api: Api, session_id: str) -> None:
@@ -96,16 +113,20 @@ def test_header_on_every_forwarded_status(api: Api, session_id: str) -> None:
         ("POST", "api/execute", {"json": {"command": []}}, 400),
         ("GET", "api/files/missing.txt", {}, 404),
         ("GET", "no/such/endpoint", {}, 404),
-        ("PUT", "api/execute", {}, 405),
         ("POST", "api/execute", {"json": {"command": ["true"]}}, 200),
     ]
     for method, subpath, kwargs, status in cases:
         response = api.call(session_id, method, subpath, **kwargs)
         assert response.status_code == status, (subpath, response.text)
         assert response.headers[SESSION_HEADER] == session_id
+    # only GET and POST are routed: the Router's own 404, without the header
+    for method in ("PUT", "DELETE", "PATCH", "OPTIONS"):
+        response = api.call(session_id, method, "api/execute")
+        assert (response.status_code, response.text) == (404, "404 page not found")
+        assert SESSION_HEADER not in response.headers
 
 
-def test_last_used_is_touched(api: Api, cube: LocalAgentCube, session_id: str) -> None:
+def test_activity_is_recorded(api: Api, cube: LocalAgentCube, session_id: str) -> None:
     def last_used() -> float:
         return next(s.last_used for s in cube.sessions() if s.session_id == session_id)
 
@@ -119,11 +140,6 @@ def test_echo_agent_text_and_methods(api: Api) -> None:
     assert response.status_code == 200
     assert response.json() == {"echo": "plain text", "path": "a/b"}
     sid = response.headers[SESSION_HEADER]
-    for method in ("PUT", "DELETE"):
-        response = api.http.request(
-            method, api.agent_url("second-agent", "z"), json=[1], headers={SESSION_HEADER: sid}
-        )
-        assert response.json() == {"echo": [1], "path": "z"}
     response = api.http.get(
         api.agent_url("second-agent", "any/path"), headers={SESSION_HEADER: sid}
     )
@@ -133,11 +149,28 @@ def test_echo_agent_text_and_methods(api: Api) -> None:
 
 
 def test_unknown_router_paths(api: Api) -> None:
-    assert api.http.get(api.router + "/nope").status_code == 404
-    assert api.http.get(api.router + "/v1/namespaces/x/browsers/y/invocations/").status_code == 404
+    for url in (
+        api.router + "/nope",
+        api.router + "/v1/namespaces/x/browsers/y/invocations/",
+        api.router + "/health",
+    ):
+        response = api.http.get(url)
+        assert (response.status_code, response.text) == (404, "404 page not found")
     response = api.http.request("OPTIONS", api.agent_url())
-    assert response.status_code == 405
-    assert set(response.json()) == {"error"}
+    assert (response.status_code, response.text) == (404, "404 page not found")
+    for path, status in (("/health/live", "alive"), ("/health/ready", "ready")):
+        assert api.http.get(api.router + path).json() == {"status": status}
+
+
+def test_bad_escapes_in_the_path_are_a_bare_400(api: Api) -> None:
+    import http.client
+
+    host, port = api.router.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", "/v1/namespaces/default/code-interpreters/x/invocations/%zz")
+    response = connection.getresponse()
+    assert (response.status, response.read()) == (400, b"400 Bad Request")
+    connection.close()
 
 
 # -- forwarding agent -----------------------------------------------------------------------------
@@ -197,14 +230,17 @@ def test_forwarding_agent(api: Api, cube: LocalAgentCube, agent_server: str) -> 
     assert seen["path"] == "/base/run/it?x=1&y=two"
     assert seen["body"] == '{"hello": "world"}'
     assert seen["content_type"] == "application/json"
-    assert seen["session"] == sid
-    assert seen["authorization"] is None
+    assert seen["session"] is None  # the bootstrap request carried none
+    # the client's token never reaches a sandbox: the Router signs its own
+    assert seen["authorization"].startswith("Bearer ey")
+    assert seen["authorization"] != "Bearer not-forwarded"
 
     response = api.http.get(api.agent_url("my-agent", "teapot"), headers={SESSION_HEADER: sid})
     assert response.status_code == 418
     assert response.text == "short and stout"
     assert response.headers["Content-Type"] == "text/plain"
     assert response.headers[SESSION_HEADER] == sid
+    assert _AgentHandler.seen[-1]["session"] == sid
     api.delete(sid, "agent-runtime")
 
 
@@ -215,11 +251,15 @@ def test_forwarding_agent_unreachable_502(api: Api, cube: LocalAgentCube) -> Non
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     cube.register_agent("dead-agent", f"http://127.0.0.1:{port}")
+    before = {s.session_id for s in cube.sessions()}
     response = api.http.post(api.agent_url("dead-agent", "x"), json={})
     assert response.status_code == 502
-    assert set(response.json()) == {"error"}
-    assert SESSION_HEADER in response.headers
-    api.delete(response.headers[SESSION_HEADER])
+    assert response.json() == {"error": "sandbox unreachable"}
+    # the session exists, but its id is never told
+    assert SESSION_HEADER not in response.headers
+    created = {s.session_id for s in cube.sessions()} - before
+    assert len(created) == 1
+    api.delete(created.pop())
 
 
 @pytest.mark.parametrize(

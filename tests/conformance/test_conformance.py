@@ -1,0 +1,58 @@
+"""Replay every recorded exchange with the real AgentCube against ``agentcube.local``.
+
+All scenarios run once, concurrently, in a module-scoped fixture (so the 35-second one
+overlaps the rest); each parametrized test then reports its own scenario's mismatches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from agentcube.local import LocalAgentCube
+
+from .replay import NAME, Target, load_scenarios, replay
+
+SCENARIOS = load_scenarios()
+_WORKERS = 32
+
+
+@pytest.fixture(scope="module")
+def results() -> Iterator[dict[str, list[str]]]:
+    with LocalAgentCube(quiet=True, code_interpreters=(NAME,)) as cube:
+        target = Target(cube.workload_manager_url, cube.router_url)
+        # the slowest scenarios first, so they overlap everything else
+        ordered = sorted(SCENARIOS, key=lambda s: -_expected_seconds(s))
+        with ThreadPoolExecutor(_WORKERS) as pool:
+            futures = {s["id"]: pool.submit(_safe_replay, target, s) for s in ordered}
+            outcome = {sid: future.result() for sid, future in futures.items()}
+        assert cube.sessions() == [], "a scenario left its session behind"
+        yield outcome
+
+
+def _expected_seconds(scenario: dict[str, object]) -> float:
+    total = 0.0
+    for step in scenario["steps"]:  # type: ignore[attr-defined]
+        total += step["response"].get("elapsed_s", [0, 0])[0]
+        total += step["request"].get("timeout_s", 0) / 60
+    return total
+
+
+def _safe_replay(target: Target, scenario: dict[str, object]) -> list[str]:
+    try:
+        return replay(target, scenario)  # type: ignore[arg-type]
+    except Exception as exc:  # the scenario could not even run
+        return [f"replay failed: {exc!r}"]
+
+
+def test_corpus_is_complete() -> None:
+    assert len(SCENARIOS) >= 90
+    assert len({s["id"] for s in SCENARIOS}) == len(SCENARIOS)
+
+
+@pytest.mark.parametrize("scenario_id", [s["id"] for s in SCENARIOS])
+def test_scenario(results: dict[str, list[str]], scenario_id: str) -> None:
+    problems = results[scenario_id]
+    assert not problems, f"{scenario_id}:\n" + "\n".join(problems)
