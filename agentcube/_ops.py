@@ -373,15 +373,6 @@ def check_argv(command: object) -> list[str]:
     return command
 
 
-def shell_argv(command: object) -> list[str]:
-    """A command as the clients take it: a string runs through ``sh -c``; a list is the argv."""
-    if isinstance(command, str):
-        if not command.strip():
-            raise InvalidArgumentError("command must not be empty")
-        return ["sh", "-c", command]
-    return check_argv(command)
-
-
 def command_timeout(timeout: object) -> float:
     """A command's timeout in seconds: None or 0 mean the default (120 s)."""
     if timeout is None or (
@@ -399,11 +390,38 @@ def go_duration(seconds: float) -> str:
     return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
 
 
+# A command string runs under timeout(1), which signals its whole process group at the
+# deadline: the sandbox itself kills only the process it started (the shell), and whatever
+# the shell started would keep the call open until it exits. Without timeout(1) in the
+# image, the shell runs as is.
+_UNDER_DEADLINE = (
+    'if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 "$2" sh -c "$1"; fi; '
+    'exec sh -c "$1"'
+)
+# The sandbox's own deadline comes after timeout(1)'s TERM and its KILL 5 s later.
+_DEADLINE_SLACK = 10.0
+
+
 def execute_command(
     target: RouterTarget, command: str | list[str], timeout: float | None
 ) -> Flow[ExecuteResponse]:
-    """Run a string (through ``sh -c``) or an argv list; the answer, whatever the exit code."""
-    return (yield from execute(target, shell_argv(command), timeout))
+    """Run a string (through ``sh -c``, its whole process group stopped at the timeout) or an
+    argv list (run as is); the answer, whatever the exit code."""
+    if not isinstance(command, str):
+        return (yield from execute(target, check_argv(command), timeout))
+    if not command.strip():
+        raise InvalidArgumentError("command must not be empty")
+    return (yield from _execute_shell(target, command, command_timeout(timeout)))
+
+
+def _execute_shell(target: RouterTarget, script: str, seconds: float) -> Flow[ExecuteResponse]:
+    _check_text(script, "command")
+    limit = f"{math.ceil(seconds * 1000) / 1000:.3f}"
+    argv = ["sh", "-c", _UNDER_DEADLINE, "sh", script, limit]
+    result = yield from execute(target, argv, seconds + _DEADLINE_SLACK)
+    if result.exit_code == 124 and "Command timed out after" not in result.stderr:
+        result.stderr += f"Command timed out after {seconds:.0f} seconds"
+    return result
 
 
 def check_exit(result: ExecuteResponse, command: str | list[str] | None) -> str:
@@ -462,7 +480,8 @@ def run_code(
     """Write ``code`` to a file, then run it with the language's interpreter (two requests).
 
     The script is opened and removed before the code starts (so nothing is left behind, even
-    when the run is killed at its timeout), and the working directory is the workspace.
+    when the run is stopped at its timeout, with everything it started), and the working
+    directory is the workspace.
     """
     if not isinstance(language, str) or language.lower() not in _LANGUAGES:
         raise InvalidArgumentError(
@@ -474,10 +493,13 @@ def run_code(
     runner = _LANGUAGES[language.lower()]
     if runner.startswith("exec python3"):
         code = repair_escaped_newlines(code)
-    script = f".agentcube-run-{secrets.token_hex(16)}"
+    script = f"./.agentcube-run-{secrets.token_hex(16)}"  # no character the shell reads
     yield from upload(target, code.encode("utf-8"), script, None)
-    argv = ["sh", "-c", f'exec 3<"$1" && rm -f -- "$1" && {runner}', "sh", "./" + script]
-    return (yield from execute(target, argv, timeout))
+    return (
+        yield from _execute_shell(
+            target, f"exec 3<{script} && rm -f -- {script} && {runner}", command_timeout(timeout)
+        )
+    )
 
 
 def repair_escaped_newlines(code: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from agentcube._http import USER_AGENT
+from agentcube._protocol import USER_AGENT
 
 SESSION_HEADER = "x-agentcube-session-id"
 TIMEOUT = (5.0, 120.0)  # the SDK's default (connect, read) timeouts

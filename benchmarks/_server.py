@@ -19,8 +19,8 @@ def _serve(conn: Connection, root_dir: str) -> None:
     cube = LocalAgentCube(
         quiet=True,
         root_dir=root_dir,
-        idle_timeout=None,
-        max_upload_bytes=4 * 1024**3,
+        session_timeout=None,
+        max_body_bytes=4 * 1024**3,
     )
     cube.start()
     conn.send((cube.workload_manager_url, cube.router_url))

@@ -83,7 +83,7 @@ def _serve(conn: Any) -> None:
     """Child process: run a LocalAgentCube and answer commands sent over ``conn``."""
     from agentcube.local import LocalAgentCube
 
-    cube = LocalAgentCube(quiet=True, default_ttl=None, idle_timeout=None)
+    cube = LocalAgentCube(quiet=True, max_session_duration=None, session_timeout=None)
     cube.start()
     faults: list[Any] = []
     conn.send((cube.workload_manager_url, cube.router_url))

@@ -14,7 +14,7 @@ TOKEN = "integration-token-Zq81"
 @pytest.fixture(scope="session")
 def cube() -> Iterator[LocalAgentCube]:
     """One local AgentCube for the whole run; at the end it must hold no session."""
-    with LocalAgentCube(quiet=True, max_upload_bytes=64 * 1024 * 1024) as server:
+    with LocalAgentCube(quiet=True, max_body_bytes=64 * 1024 * 1024) as server:
         yield server
         left = server.sessions()
         assert left == [], f"sessions left on the server after the suite: {left}"

@@ -31,6 +31,7 @@ class Answer:
     body: bytes = b"{}"
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
     delay: float = 0.0
+    declared_length: int | None = None  # a Content-Length that lies; the connection then closes
 
 
 Responder = Callable[[Seen], Answer]
@@ -68,9 +69,14 @@ class RecordingServer:
                     self.send_response(answer.status)
                     for key, value in answer.headers.items():
                         self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(answer.body)))
+                    declared = answer.declared_length
+                    self.send_header(
+                        "Content-Length", str(len(answer.body) if declared is None else declared)
+                    )
                     self.end_headers()
                     self.wfile.write(answer.body)
+                    if declared is not None:
+                        self.close_connection = True
                 except OSError:
                     self.close_connection = True
 

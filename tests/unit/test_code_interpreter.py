@@ -143,14 +143,21 @@ def test_execute_command_sends_sh_c_with_timeout_and_header(ci, cube):
     assert ci.execute_command("echo hello") == "hello\n"
     request = execute.last_request
     assert request.url == PREFIX + "api/execute"
-    assert request.json() == {"command": ["sh", "-c", "echo hello"], "timeout": "120s"}
+    body = request.json()
+    # sh -c under timeout(1) (the whole process group stops at 120 s); the sandbox's own
+    # deadline comes 10 s later.
+    argv = body["command"]
+    assert argv[:2] == ["sh", "-c"] and "exec timeout -k 5" in argv[2]
+    assert argv[3:] == ["sh", "echo hello", "120.000"]
+    assert body["timeout"] == "130s"
     assert request.headers[HEADER] == "ci-1"
 
 
 def test_execute_command_timeout_is_sent_and_bounds_the_http_read(ci, cube, requests_mock):
     execute = cube.execute(stdout="")
     ci.execute_command("sleep 1", timeout=5)
-    assert execute.last_request.json()["timeout"] == "5s"
+    assert execute.last_request.json()["command"][-1] == "5.000"
+    assert execute.last_request.json()["timeout"] == "15s"
     _connect, read = requests_mock.last_request.timeout
     assert read > 5  # the server answers (exit 124) before the client gives up
 
@@ -176,7 +183,15 @@ def test_execute_command_nonzero_exit_raises(ci, cube):
 def test_execute_command_result_never_raises_on_exit_code(ci, cube):
     cube.execute(stdout="out", stderr="err", exit_code=124)
     result = ci.execute_command_result("sleep 100", timeout=1)
-    assert result == {"stdout": "out", "stderr": "err", "exit_code": 124}
+    # timeout(1) stopped it: the message the sandbox gives its own timeouts is added.
+    assert result == {
+        "stdout": "out",
+        "stderr": "errCommand timed out after 1 seconds",
+        "exit_code": 124,
+    }
+    execute = cube.execute(stdout="", stderr="x", exit_code=3)
+    assert ci.execute_command_result(["false"])["stderr"] == "x"
+    assert execute.call_count == 1
 
 
 @pytest.mark.parametrize("command", ["", "   ", [], 42, ["echo", 1]])
@@ -231,8 +246,9 @@ def test_run_code_writes_a_file_then_executes_it(ci, requests_mock, language, in
     assert files.last_request.headers[HEADER] == "ci-1"
 
     command = execute.last_request.json()["command"]
-    assert "./" + written["path"].decode() in command
-    assert any(interpreter in part.split() for part in command)
+    script = command[4]
+    assert script.count("./" + written["path"].decode()) == 2  # opened, then removed
+    assert interpreter in script.split()
     assert execute.last_request.headers[HEADER] == "ci-1"
 
 

@@ -300,13 +300,15 @@ def test_an_empty_auth_token_means_no_token(requests_mock, token):
 
 
 @pytest.mark.parametrize(
-    ("timeout", "sent"), [(None, "120s"), (0, "120s"), (61, "61s"), (1800.0, "1800s")]
+    ("timeout", "limit"), [(None, "120.000"), (0, "120.000"), (61, "61.000"), (1800.0, "1800.000")]
 )
-def test_the_command_timeout_defaults_to_120_seconds(requests_mock, timeout, sent):
+def test_the_command_timeout_defaults_to_120_seconds(requests_mock, timeout, limit):
     execute = requests_mock.post(CI_PREFIX + "api/execute", json=EXEC_OK)
     dp = CodeInterpreterDataPlaneClient("ci-1", ROUTER, "default", "my-interpreter")
     dp.execute_command_result("sleep 1", timeout)
-    assert execute.last_request.json()["timeout"] == sent
+    assert execute.last_request.json()["command"][-1] == limit  # timeout(1)'s limit
+    dp.execute_command_result(["sleep", "1"], timeout)  # an argv runs as is
+    assert execute.last_request.json()["timeout"] == f"{int(float(limit))}s"
 
 
 def test_a_tuple_argv_is_sent_as_a_list(requests_mock):
