@@ -598,47 +598,72 @@ def _same_file(a: str, b: str) -> bool:
 def bench_throughput(
     server: ServerProcess, s: Settings, report: Report, work: str, ci: CodeInterpreterClient
 ) -> None:
+    """Throughput of the SDK against raw requests sending the same bytes.
+
+    A download is one request at any size. An upload of up to 8 MiB is one request for both;
+    a larger one is, for the SDK, parts under the sandbox's 32 MiB cap joined in the sandbox
+    (a copy of the whole file there), while raw requests sends it in one request, which the
+    bench server accepts but the real sandbox refuses over 32 MiB: that pair is informational.
+    """
     size = s.throughput_mib * MIB
+    one = 8  # MiB: the SDK's largest single-request upload
     section(f"file throughput ({s.throughput_mib} MiB, {s.throughput_reps} reps each, ABBA)")
     local = os.path.join(work, "tp.bin")
+    small = os.path.join(work, "tp-one.bin")
     _make_file(local, size)
+    _make_file(small, one * MIB)
     sid = ci.session_id
     assert sid is not None
     http = _raw.new_session()
     base = server.router_url + _raw.prefix("code-interpreters", INTERPRETER)
     dest = os.path.join(work, "tp-down.bin")
-    ops: dict[str, Callable[[], None]] = {
-        "sdk-up": lambda: ci.upload_file(local, "tp.bin"),
-        "raw-up": lambda: _raw.upload(http, base, sid, local, "tp.bin"),
-        "sdk-down": lambda: ci.download_file("tp.bin", dest),
-        "raw-down": lambda: _raw.download(http, base, sid, "tp.bin", dest),
+    ops: dict[str, tuple[Callable[[], None], int]] = {
+        "sdk-one": (lambda: ci.upload_file(small, "tp-one.bin"), one),
+        "raw-one": (lambda: _raw.upload(http, base, sid, small, "tp-one.bin"), one),
+        "sdk-up": (lambda: ci.upload_file(local, "tp.bin"), s.throughput_mib),
+        "raw-up": (lambda: _raw.upload(http, base, sid, local, "tp.bin"), s.throughput_mib),
+        "sdk-down": (lambda: ci.download_file("tp.bin", dest), s.throughput_mib),
+        "raw-down": (lambda: _raw.download(http, base, sid, "tp.bin", dest), s.throughput_mib),
     }
     rates: dict[str, list[float]] = {k: [] for k in ops}
     try:
-        ops["sdk-up"]()  # warm-up, and the file to download
-        ops["raw-down"]()
+        ops["sdk-up"][0]()  # warm-up, and the file to download
+        ops["raw-down"][0]()
         os.unlink(dest)
-        for direction in ("up", "down"):
-            for rep in range(s.throughput_reps):
+        for direction in ("one", "up", "down"):
+            reps = s.throughput_reps * (4 if direction == "one" else 1)
+            for rep in range(reps):
                 for which in ("sdk", "raw") if rep % 2 == 0 else ("raw", "sdk"):
                     key = f"{which}-{direction}"
+                    operation, mib = ops[key]
                     os.sync()  # no transfer pays for the previous one's dirty pages
                     started = time.perf_counter()
-                    ops[key]()
-                    rates[key].append(s.throughput_mib / (time.perf_counter() - started))
+                    operation()
+                    rates[key].append(mib / (time.perf_counter() - started))
                     if direction == "down":
                         os.unlink(dest)
     finally:
         http.close()
         os.unlink(local)
-    for direction, name in (("up", "upload"), ("down", "download")):
+        os.unlink(small)
+    rows = (
+        ("one", f"upload throughput, one request each ({one} MiB, SDK / raw)", True),
+        (
+            "up",
+            f"upload throughput, {s.throughput_mib} MiB: SDK in parts joined in the sandbox / "
+            "raw in one request (over the real 32 MiB cap)",
+            False,
+        ),
+        ("down", f"download throughput (SDK / raw streamed, {s.throughput_mib} MiB)", True),
+    )
+    for direction, name, has_goal in rows:
         sdk, raw = median(rates[f"sdk-{direction}"]), median(rates[f"raw-{direction}"])
         ratio = sdk / raw
         report.add(
-            f"{name} throughput (SDK / raw streamed, {s.throughput_mib} MiB)",
+            name,
             f"{ratio:.2f} ({sdk:.0f} / {raw:.0f} MiB/s)",
-            ">= 0.8",
-            ratio >= 0.8,
+            ">= 0.8" if has_goal else "informational",
+            ratio >= 0.8 if has_goal else None,
         )
 
 
