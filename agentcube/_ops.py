@@ -12,7 +12,7 @@ import math
 import posixpath
 import secrets
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
 from . import _files
@@ -44,8 +44,12 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from .kinds import ResourceKind
     from .models import CreateSessionResponse, ExecuteResponse, FileInfo
+
+_M = TypeVar("_M", bound="BaseModel")
 
 logger = logging.getLogger("agentcube.ops")
 
@@ -354,11 +358,16 @@ def execute(
 def parse_execute_answer(reply: Reply, session_id: str | None) -> ExecuteResponse:
     from .models import ExecuteResponse
 
+    return _parse_model(ExecuteResponse, reply, "api/execute", session_id)
+
+
+def _parse_model(model: type[_M], reply: Reply, route: str, session_id: str | None) -> _M:
+    """The answer as a wire model; DataPlaneError when it is not one."""
     try:
-        return ExecuteResponse.model_validate_json(reply.content)
+        return model.model_validate_json(reply.content)
     except ValueError as exc:
         raise DataPlaneError(
-            f"api/execute answered HTTP {reply.status} without a valid result "
+            f"{route} answered HTTP {reply.status} without a valid {model.__name__} "
             f"(session {session_id}): {_first_line(exc)}"
         ) from None
 
@@ -761,12 +770,7 @@ def _run_checked(target: RouterTarget, argv: list[str], what: str) -> Flow[Execu
 def parse_file_info(reply: Reply, session_id: str | None) -> FileInfo:
     from .models import FileInfo
 
-    try:
-        return FileInfo.model_validate_json(reply.content)
-    except ValueError as exc:
-        raise DataPlaneError(
-            f"api/files answered an invalid file info (session {session_id}): {_first_line(exc)}"
-        ) from None
+    return _parse_model(FileInfo, reply, "api/files", session_id)
 
 
 def download_file(target: RouterTarget, remote_path: str, local_path: str) -> Flow[None]:

@@ -564,19 +564,16 @@ class BuiltinPicod:
         if isinstance(body, GoResponse):
             return body
         user_path: str = body["path"]
-        try:
-            target = self.workspace.sanitize(user_path)
-            self.workspace.writable(target, user_path)
-        except PathDenied as exc:
-            return c.error(400, str(exc))
+        target = self._write_target(c, user_path)
+        if isinstance(target, GoResponse):
+            return target
         try:
             data = _go_b64decode(body["content"])
         except ValueError as exc:
             return c.error(400, f"Invalid base64 content: {exc}")
-        try:
-            make_dirs(os.path.dirname(target))
-        except OSError as exc:
-            return c.error(500, f"Failed to create directory: {exc.args[0]}")
+        made = self._make_parent(c, target)
+        if made is not None:
+            return made
         mode = _parse_mode(body["mode"])
         try:
             fd = _write_new_or_truncate(target, mode)
@@ -591,6 +588,24 @@ class BuiltinPicod:
         finally:
             os.close(fd)
         return self._answer_file_info(c, target)
+
+    def _write_target(self, c: _Ctx, user_path: str) -> str | GoResponse:
+        """Where an upload goes (PicoD's sanitizePath), or the 400 refusing it."""
+        try:
+            target = self.workspace.sanitize(user_path)
+            self.workspace.writable(target, user_path)
+        except PathDenied as exc:
+            return c.error(400, str(exc))
+        return target
+
+    @staticmethod
+    def _make_parent(c: _Ctx, target: str) -> GoResponse | None:
+        """``os.MkdirAll`` of the target's directory, or the 500 when it fails."""
+        try:
+            make_dirs(os.path.dirname(target))
+        except OSError as exc:
+            return c.error(500, f"Failed to create directory: {exc.args[0]}")
+        return None
 
     def _answer_file_info(self, c: _Ctx, target: str) -> GoResponse:
         try:
@@ -609,15 +624,12 @@ class BuiltinPicod:
             upload = form.file("file")
             if upload is None:
                 return c.error(400, "Failed to get file: http: no such file")
-            try:
-                target = self.workspace.sanitize(user_path)
-                self.workspace.writable(target, user_path)
-            except PathDenied as exc:
-                return c.error(400, str(exc))
-            try:
-                make_dirs(os.path.dirname(target))
-            except OSError as exc:
-                return c.error(500, f"Failed to create directory: {exc.args[0]}")
+            target = self._write_target(c, user_path)
+            if isinstance(target, GoResponse):
+                return target
+            made = self._make_parent(c, target)
+            if made is not None:
+                return made
             mode = _parse_mode(form.value("mode"))
             try:
                 fd = _write_new_or_truncate(target, mode)
