@@ -159,18 +159,35 @@ def test_empty_files_and_empty_programs_work(
 
 
 _MEMORY_CHILD = r"""
-import hashlib, json, os, resource, sys
+import json, os, resource, sys
 from agentcube import CodeInterpreterClient
+
+def reset_peak():  # Linux: VmHWM starts again from the current RSS
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+def rss(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
 size = int(sys.argv[1]); source = sys.argv[2]; back = sys.argv[3]
-def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+growth = {}
 with CodeInterpreterClient() as ci:
     ci.execute_command("true")
-    before = peak()
-    ci.upload_file(source, "big.bin")
-    after_upload = peak()
-    ci.download_file("big.bin", back)
-    after_download = peak()
-print(json.dumps({"upload": after_upload - before, "download": after_download - before}))
+    for name, transfer in (("upload", lambda: ci.upload_file(source, "big.bin")),
+                           ("download", lambda: ci.download_file("big.bin", back))):
+        exact = reset_peak()
+        before = rss("VmRSS") if exact else rss("VmHWM")
+        transfer()
+        growth[name] = rss("VmHWM") - before
+print(json.dumps(growth))
 """
 
 
