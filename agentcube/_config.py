@@ -47,18 +47,32 @@ def resolve_url(value: str | None, env_var: str, arg_name: str, *, required: boo
     return validate_url(value, source)
 
 
+_HOST = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\]")
+
+
 def validate_url(url: str, what: str) -> str:
-    """Check that ``url`` is an absolute http(s) URL; return it without a trailing '/'."""
+    """Check the whole of ``url`` (an absolute http(s) URL with a valid host and port, no
+    query, fragment or credentials); return it without a trailing '/'."""
     if not isinstance(url, str):
         raise InvalidArgumentError(f"{what} must be a string, not {type(url).__name__}")
-    parts = urlsplit(url.strip())
+    text = url.strip()
+    if not text.isascii() or any(c.isspace() or ord(c) < 0x20 or c == "\x7f" for c in text):
+        raise InvalidArgumentError(f"{what} must be an ASCII URL without spaces or controls")
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # ValueError for a port out of range or not a number
+    except ValueError as exc:
+        raise InvalidArgumentError(f"{what} is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgumentError(f"{what} must be an http:// or https:// URL with a host")
-    if parts.query or parts.fragment:
+    if parts.query or parts.fragment or text.endswith(("?", "#")):
         raise InvalidArgumentError(f"{what} must not have a query or fragment")
-    if parts.username or parts.password:
+    if parts.username is not None or parts.password is not None:
         raise InvalidArgumentError(f"{what} must not embed credentials; use auth_token or auth")
-    return url.strip().rstrip("/")
+    host = parts.netloc.rpartition(":")[0] if port is not None else parts.netloc
+    if not _HOST.fullmatch(host) or port == 0:
+        raise InvalidArgumentError(f"{what} has an invalid host or port")
+    return text.rstrip("/")
 
 
 def is_valid_session_id(value: object) -> bool:
@@ -112,13 +126,23 @@ def check_timeout(value: object, what: str) -> float | None:
     return None if value is None else check_seconds(value, what)
 
 
+MAX_SECONDS = 30 * 86400.0  # a month: past it a timeout means "never", which none does
+
+
 def check_seconds(value: object, what: str) -> float:
-    """Validate a number of seconds: positive and finite."""
+    """Validate a number of seconds: positive, finite, at most 30 days."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgumentError(f"{what} must be a number of seconds, not {_preview(value)}")
-    if not (0 < float(value) < float("inf")):
-        raise InvalidArgumentError(f"{what} must be a positive number of seconds, not {value!r}")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        seconds = float("inf")
+    if not 0 < seconds <= MAX_SECONDS:
+        raise InvalidArgumentError(
+            f"{what} must be a number of seconds above 0 and at most {MAX_SECONDS:.0f}, "
+            f"not {_preview(value)}"
+        )
+    return seconds
 
 
 def _preview(value: object) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -33,7 +34,8 @@ class _Owned(NamedTuple):
 
 
 _owned: dict[object, _Owned] = {}
-_lock = threading.Lock()
+# Re-entrant: the SIGTERM handler runs in the main thread, which may hold it at that moment.
+_lock = threading.RLock()
 _timeout = 10.0
 _enabled = False
 _previous_sigterm: Any = None
@@ -43,7 +45,7 @@ def _forget_in_child() -> None:
     """A forked child owns none of its parent's sessions: its cleanup must never touch them."""
     global _owned, _lock
     _owned = {}
-    _lock = threading.Lock()
+    _lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -90,6 +92,11 @@ def enable_exit_cleanup(timeout: float = 10.0, *, handle_sigterm: bool = True) -
             return
         _enabled = True
     atexit.register(cleanup_owned_sessions)
+    from ._sync import start_watchdog
+
+    # Started now: at interpreter exit no new thread may start, and the watchdog is what bounds
+    # a request to a server that drips its answer.
+    start_watchdog()
     if handle_sigterm and threading.current_thread() is threading.main_thread():
         import signal  # here, not at the top: it is a tenth of `import agentcube`
 
@@ -147,6 +154,12 @@ def cleanup_owned_sessions() -> list[str]:
         )
         logger.error(message)
         warnings.warn(message, ResourceWarning, stacklevel=2)
+        # Where the user will see it: Python hides ResourceWarning, and the SDK's logger has no
+        # handler unless the application gave it one.
+        try:
+            print(f"agentcube: {message}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):  # stderr closed
+            pass
     return left
 
 

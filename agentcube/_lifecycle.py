@@ -28,9 +28,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import _config, _exit_cleanup, _ops
 from ._logging import enable_verbose_logging
-from ._protocol import DEFAULT_RETRY, Endpoint, Flow, RetryPolicy
+from ._protocol import DEFAULT_RETRY, Call, Endpoint, Flow, RetryPolicy
 from .auth import AuthProvider, resolve_auth
-from .exceptions import APIConnectionError, InvalidArgumentError, SessionError
+from .exceptions import (
+    APIConnectionError,
+    APIError,
+    InvalidArgumentError,
+    InvalidResponseError,
+    SessionError,
+)
 
 if TYPE_CHECKING:
     from .kinds import ResourceKind
@@ -179,7 +185,12 @@ class SessionCore:
         raise NotImplementedError
 
     def _create_flow(self) -> Flow[str]:
-        """Create a session and return its id (default: through the WorkloadManager)."""
+        """Create a session and return its id (default: through the WorkloadManager).
+
+        An override appends its create call to ``self._create_calls`` and hands the id to
+        ``self._claim`` the moment it reads it (as :func:`agentcube._ops.create_session` does),
+        so that nothing can interrupt the client between the answer and its ownership.
+        """
         assert self._control is not None
         created = yield from _ops.create_session(
             self._control,
@@ -188,6 +199,8 @@ class SessionCore:
             self.namespace,
             ttl=self._ttl,
             metadata=self._metadata,
+            sent=self._create_calls,
+            on_id=self._claim,
         )
         return created.session_id
 
@@ -198,29 +211,68 @@ class SessionCore:
     # -- the lifecycle, as flows ---------------------------------------------------------------
 
     def _start_flow(self, session_id: str | None) -> Flow[None]:
-        """Attach to ``session_id``, or create a session and take ownership of it."""
+        """Attach to ``session_id``, or create a session and take ownership of it.
+
+        Whatever interrupts a create after it was sent (an error, Ctrl-C, a cancelled task)
+        leaves no unnamed sandbox behind: an id already read is owned and the session deleted
+        again (or named in a note and a warning if that fails); without an id, the exception
+        says that a sandbox may be running.
+        """
         if session_id is not None:
             self.session_id = session_id
             logger.info("Reusing existing session: %s", session_id)
             self.dp_client = self._open_data_plane(session_id)
             return
         logger.info("Creating new %s session...", self.kind.name)
+        self._create_calls: list[Call] = []
         try:
             created = yield from self._create_flow()
-        except APIConnectionError as exc:
-            _say_maybe_created(exc)
-            raise
-        self.session_id = created
-        self._relation = Relation.OWNED
-        self._register_for_exit_cleanup()
-        logger.info("Session created: %s", created)
-        try:
+            self._claim(created)
+            logger.info("Session created: %s", created)
             self.dp_client = self._open_data_plane(created)
         except GeneratorExit:
             raise
         except BaseException as exc:
-            yield from self._roll_back_flow(exc)
+            if self.session_id is None:
+                answered = self._answered_id()
+                if answered is not None:
+                    self._claim(answered)
+            if self.session_id is not None:
+                yield from self._roll_back_flow(exc)
+            else:
+                self._say_maybe_created(exc)
             raise
+
+    def _claim(self, session_id: str) -> None:
+        """Take ownership of the session a create just made (idempotent)."""
+        if self.session_id is None:
+            self.session_id = session_id
+            self._relation = Relation.OWNED
+            self._register_for_exit_cleanup()
+
+    def _answered_id(self) -> str | None:
+        """The id of the session the last create made, read from its recorded answer."""
+        calls = getattr(self, "_create_calls", [])
+        if not calls:
+            return None
+        reply = calls[-1].answer
+        return _ops.created_session_id(reply) or _ops.bootstrapped_session_id(reply)
+
+    def _say_maybe_created(self, exc: BaseException) -> None:
+        """The create may have made a sandbox no client can name: say so where it is seen."""
+        calls = getattr(self, "_create_calls", [])
+        if not calls:
+            return  # it failed before sending
+        if isinstance(exc, APIConnectionError):
+            if exc.reached_server is True:  # False: it never left; None: not our request
+                exc.args = (f"{exc}; {_MAYBE_CREATED}", *exc.args[1:])
+            return
+        if isinstance(exc, (APIError, InvalidArgumentError, InvalidResponseError)):
+            return  # answered with an error (no sandbox), or the message says it already
+        message = f"{self.kind.name} create interrupted ({type(exc).__name__}): {_MAYBE_CREATED}"
+        logger.error(message)
+        add_note(exc, message)
+        warnings.warn(message, ResourceWarning, stacklevel=6)
 
     def _plan_stop(self) -> Action:
         if self._phase in (Phase.DONE, Phase.ENDED) or self.session_id is None:
@@ -377,15 +429,10 @@ class SessionCore:
         )
 
 
-def _say_maybe_created(exc: APIConnectionError) -> None:
-    """A create that got no answer may still have made a sandbox: say so in the message."""
-    if exc.reached_server is not True:
-        return  # the create never reached the server (or was never sent at all)
-    exc.args = (
-        f"{exc}; the create may have reached the server, so a sandbox may be running that no "
-        "client can name (it ends with the server's idle timeout)",
-        *exc.args[1:],
-    )
+_MAYBE_CREATED = (
+    "the create may have reached the server, so a sandbox may be running that no client can "
+    "name (it ends with the server's idle timeout)"
+)
 
 
 def add_note(exc: BaseException, note: str) -> None:

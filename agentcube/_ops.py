@@ -11,7 +11,7 @@ import logging
 import math
 import posixpath
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
@@ -22,6 +22,7 @@ from ._config import (
     check_server_session_id,
     check_session_id,
     check_timeout,
+    is_valid_session_id,
 )
 from ._protocol import (
     ONCE,
@@ -147,11 +148,14 @@ def create_session(
     *,
     ttl: int | None = None,
     metadata: Mapping[str, Any] | None = None,
+    sent: list[Call] | None = None,
+    on_id: Callable[[str], None] | None = None,
 ) -> Flow[CreateSessionResponse]:
     """``POST /v1/<segment>`` with ``{"name", "namespace", "ttl", "metadata"}``.
 
     Sent once (a retry could make a second sandbox), with a read timeout past the server's own
-    2-minute bound. Only a valid ``sessionId`` is required of the answer.
+    2-minute bound. Only a valid ``sessionId`` is required of the answer. The call is appended
+    to ``sent`` before it goes out, and ``on_id`` gets the new id the moment it is read.
     """
     check_name(name, "name")
     check_namespace(namespace)
@@ -164,7 +168,7 @@ def create_session(
     body = encode_json(
         {"name": name, "namespace": namespace, "ttl": ttl, "metadata": dict(metadata or {})}
     )
-    reply = yield Call(
+    call = Call(
         endpoint,
         "POST",
         kind.create_path,
@@ -172,12 +176,29 @@ def create_session(
         content_type="application/json",
         read_timeout=max(endpoint.read_timeout, CREATE_READ_TIMEOUT),
     )
-    created = parse_create_answer(reply, kind)
+    if sent is not None:
+        sent.append(call)
+    reply = yield call
+    created = parse_create_answer(reply, kind, on_id)
     logger.info("created %s session %s", kind.name, created.session_id)
     return created
 
 
-def parse_create_answer(reply: Reply, kind: ResourceKind) -> CreateSessionResponse:
+def created_session_id(reply: Reply | None) -> str | None:
+    """The valid session id a create answer carries, if any (never raises)."""
+    if reply is None:
+        return None
+    try:
+        body = reply.json()
+    except ValueError:
+        return None
+    session_id = body.get("sessionId") if isinstance(body, dict) else None
+    return session_id if is_valid_session_id(session_id) else None
+
+
+def parse_create_answer(
+    reply: Reply, kind: ResourceKind, on_id: Callable[[str], None] | None = None
+) -> CreateSessionResponse:
     from .models import CreateSessionResponse
 
     try:
@@ -191,6 +212,8 @@ def parse_create_answer(reply: Reply, kind: ResourceKind) -> CreateSessionRespon
             f" a {kind.name} sandbox may be running"
         )
     check_server_session_id(session_id)
+    if on_id is not None:
+        on_id(session_id)
     assert isinstance(body, dict)
     try:
         return CreateSessionResponse.model_validate(body)
@@ -242,10 +265,10 @@ def _is_workload_manager_message(reply: Reply) -> bool:
 # -- Router: agent runtimes ----------------------------------------------------------------------
 
 
-def bootstrap_reply(target: RouterTarget) -> Flow[Reply]:
+def bootstrap_reply(target: RouterTarget, sent: list[Call] | None = None) -> Flow[Reply]:
     """A bare ``GET .../invocations/``: the Router creates a session and names it in the
     answer's session header, whatever the agent answered for that path. Sent once."""
-    reply: Reply = yield Call(
+    call = Call(
         target.endpoint,
         "GET",
         target.prefix,
@@ -253,12 +276,26 @@ def bootstrap_reply(target: RouterTarget) -> Flow[Reply]:
         retry=ONCE,
         read_timeout=max(target.endpoint.read_timeout, CREATE_READ_TIMEOUT),
     )
+    if sent is not None:
+        sent.append(call)
+    reply: Reply = yield call
     return reply
 
 
-def bootstrap(target: RouterTarget) -> Flow[str]:
-    """Bootstrap a session (see :func:`bootstrap_reply`) and return its id."""
-    reply = yield from bootstrap_reply(target)
+def bootstrapped_session_id(reply: Reply | None) -> str | None:
+    """The valid session id a bootstrap answer's header carries, if any (never raises)."""
+    header = reply.headers.get(SESSION_HEADER) if reply is not None else None
+    return header if is_valid_session_id(header) else None
+
+
+def bootstrap(
+    target: RouterTarget,
+    sent: list[Call] | None = None,
+    on_id: Callable[[str], None] | None = None,
+) -> Flow[str]:
+    """Bootstrap a session (see :func:`bootstrap_reply`) and return its id; ``sent`` and
+    ``on_id`` as for :func:`create_session`."""
+    reply = yield from bootstrap_reply(target, sent)
     header = reply.headers.get(SESSION_HEADER)
     if not header:
         if reply.status >= 300:  # the Router refused without opening a session
@@ -269,6 +306,8 @@ def bootstrap(target: RouterTarget) -> Flow[str]:
             f"content-length: {reply.headers.get('Content-Length')})"
         )
     session_id = check_server_session_id(header)
+    if on_id is not None:
+        on_id(session_id)
     logger.info("bootstrapped agent-runtime session %s", session_id)
     return session_id
 

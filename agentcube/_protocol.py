@@ -145,6 +145,7 @@ class Call:
     """
 
     __slots__ = (
+        "answer",
         "body",
         "content_type",
         "deadline",
@@ -190,6 +191,7 @@ class Call:
         self.session_scoped = session_scoped
         self.sink = sink
         self.deadline = deadline
+        self.answer: Reply | None = None  # set by the transport as soon as an answer arrives
 
     @property
     def url(self) -> str:
@@ -262,10 +264,10 @@ class Local(NamedTuple):
 class Reply:
     """An HTTP answer handed back to a flow: status, headers, the body read in full (empty
     when it was streamed to a sink), and the transport's own response object. For an error
-    status, ``raw`` is a copy that holds no credential and ``secret`` is the credential that
-    was sent (to scrub from messages)."""
+    status, ``raw`` is a copy that holds no credential and ``secrets`` are the credentials that
+    were sent (to scrub from messages)."""
 
-    __slots__ = ("content", "headers", "raw", "secret", "status")
+    __slots__ = ("content", "headers", "raw", "secrets", "status")
 
     def __init__(
         self,
@@ -273,13 +275,13 @@ class Reply:
         headers: Mapping[str, str],
         content: bytes,
         raw: Any,
-        secret: str | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.status = status
         self.headers = headers
         self.content = content
         self.raw = raw
-        self.secret = secret
+        self.secrets = secrets
 
     def error(self, where: str, session_id: str | None = None) -> Exception:
         """The SDK error for this (error) answer."""
@@ -292,7 +294,7 @@ class Reply:
             self.content,
             response=self.raw,
             session_id=session_id,
-            secret=self.secret,
+            secrets=self.secrets,
         )
 
     def json(self) -> Any:

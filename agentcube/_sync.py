@@ -8,20 +8,25 @@ its own ``requests.Session`` so cookies never pass between clients.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ._protocol import USER_AGENT, Call, FileRange, Flow, Local, Multipart, Reply
 from .auth import bearer_header_value
-from .exceptions import APIConnectionError, InvalidArgumentError, error_from_reply
+from .exceptions import APIConnectionError, InvalidArgumentError, _scrub, error_from_reply
 
 logger = logging.getLogger("agentcube._http")
 
@@ -32,8 +37,135 @@ _ERROR_BODY_LIMIT = 64 * 1024
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 _POOL_MAXSIZE = 64  # idle connections kept per host; more concurrent requests still work
-_pool_lock = threading.Lock()
+_pool_lock = threading.RLock()
 _pool: HTTPAdapter | None = None
+
+
+class _Watch:
+    """One attempt under the watchdog: its deadline and, once it has one, its connection."""
+
+    __slots__ = ("conn", "deadline", "fired")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.conn: Any = None
+        self.fired = False
+
+
+class _Watchdog:
+    """Shuts the socket of an attempt down when it outlives its deadline.
+
+    requests' read timeout bounds each read, not the whole answer: a server sending one byte
+    every second never trips it. The watchdog bounds the attempt in all; its blocked read then
+    fails at once and the transport reports a timeout. One thread for the process, started on
+    first use (or by ``enable_exit_cleanup()``, so that it exists at interpreter exit).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition(threading.Lock())
+        self._active: dict[int, _Watch] = {}
+        self._thread: threading.Thread | None = None
+        self._local = threading.local()
+
+    def start(self) -> bool:
+        with self._lock:
+            return self._start_locked()
+
+    def _start_locked(self) -> bool:
+        if self._thread is not None and self._thread.is_alive():
+            return True
+        thread = threading.Thread(target=self._run, name="agentcube-watchdog", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no new thread at interpreter shutdown (Python 3.12+)
+            return False
+        self._thread = thread
+        return True
+
+    def arm(self, seconds: float) -> _Watch:
+        watch = _Watch(time.monotonic() + seconds)
+        self._local.watch = watch
+        with self._lock:
+            self._active[id(watch)] = watch
+            if self._start_locked():
+                self._lock.notify()
+        return watch
+
+    def current(self) -> _Watch | None:
+        return getattr(self._local, "watch", None)
+
+    def disarm(self, watch: _Watch) -> bool:
+        """End the watch; True if the deadline had passed and the connection was cut."""
+        self._local.watch = None
+        with self._lock:
+            self._active.pop(id(watch), None)
+            return watch.fired
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                if not self._active:
+                    self._lock.wait()
+                    continue
+                watch = min(self._active.values(), key=lambda w: w.deadline)
+                left = watch.deadline - time.monotonic()
+                if left > 0:
+                    self._lock.wait(left)
+                    continue
+                del self._active[id(watch)]
+                sock = getattr(watch.conn, "sock", None)
+                if sock is not None:
+                    watch.fired = True
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+    def forget_in_child(self) -> None:
+        self._lock = threading.Condition(threading.Lock())
+        self._active = {}
+        self._thread = None
+
+
+_watchdog = _Watchdog()
+
+
+def _watched(cls: Any) -> Any:
+    """A urllib3 connection class that tells the current attempt's watch it carries it."""
+
+    class Watched(cls):  # type: ignore[misc]
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            watch = _watchdog.current()
+            if watch is not None:
+                watch.conn = self
+            return super().request(*args, **kwargs)
+
+    Watched.__name__ = Watched.__qualname__ = "Watched" + cls.__name__
+    return Watched
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _watched(HTTPConnection)
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _watched(HTTPSConnection)
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _Adapter(HTTPAdapter):
+    """The process-wide adapter: its connections are visible to the watchdog."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = _POOLS
+        return manager
 
 
 def pooled_session() -> requests.Session:
@@ -42,12 +174,17 @@ def pooled_session() -> requests.Session:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = HTTPAdapter(pool_maxsize=_POOL_MAXSIZE)
+            _pool = _Adapter(pool_maxsize=_POOL_MAXSIZE)
         pool = _pool
     session = requests.Session()
     session.mount("https://", pool)
     session.mount("http://", pool)
     return session
+
+
+def start_watchdog() -> bool:
+    """Start the watchdog thread now (exit cleanup needs it at interpreter exit)."""
+    return _watchdog.start()
 
 
 def _forget_pool() -> None:
@@ -57,7 +194,8 @@ def _forget_pool() -> None:
     new, empty pool (the parent's sockets are left alone, not closed: they are the parent's).
     """
     global _pool_lock
-    _pool_lock = threading.Lock()
+    _pool_lock = threading.RLock()
+    _watchdog.forget_in_child()
     if _pool is not None:
         _pool.init_poolmanager(
             getattr(_pool, "_pool_connections", 10),
@@ -138,6 +276,15 @@ class _FileBody:
         yield body.tail
 
 
+def _wire_body(call: Call) -> Any:
+    """What requests sends for ``call``: bytes, or a re-iterable file body with a length."""
+    body = call.body
+    if not isinstance(body, Multipart):
+        return body
+    source = body.source
+    return body.head + source + body.tail if isinstance(source, bytes) else _FileBody(body)
+
+
 class SyncTransport:
     """Sends :class:`Call` s with requests, retrying as each call's rules say.
 
@@ -161,6 +308,9 @@ class SyncTransport:
     def send(self, call: Call) -> Reply:
         """Send ``call`` (with its retries) and return the answer.
 
+        Each attempt of a call without a file to stream is bounded in all (connect, send, wait,
+        read) by its connect plus read timeouts, however slowly the server drips its answer.
+
         Raises:
             APIError: an error status not in ``call.ok``.
             APIConnectionError / APITimeoutError: no answer.
@@ -168,46 +318,62 @@ class SyncTransport:
         headers = {"User-Agent": USER_AGENT}
         if call.headers:
             headers.update(call.headers)
-        data: Any = call.body
-        if isinstance(data, Multipart):
-            headers["Content-Type"] = data.content_type
-            source = data.source
-            data = data.head + source + data.tail if isinstance(source, bytes) else _FileBody(data)
+        if isinstance(call.body, Multipart):
+            headers["Content-Type"] = call.body.content_type
         elif call.content_type is not None:
             headers["Content-Type"] = call.content_type
-        auth = self._auth_for(call.endpoint.auth)
-        url = call.url
         stream = call.sink is not None
+        bounded = not stream and not (
+            isinstance(call.body, Multipart) and isinstance(call.body.source, FileRange)
+        )
         attempt = 0
         while True:
             attempt += 1
-            timeouts = call.timeouts()
+            connect, read = call.timeouts()
+            watch = _watchdog.arm(connect + read) if bounded else None
             started = time.perf_counter()
+            failure: BaseException | None = None
             try:
                 response = self.session.request(
                     call.method,
-                    url,
-                    data=data,
+                    call.url,
+                    data=_wire_body(call),  # not a local: the body may be a secret form
                     headers=headers,
-                    timeout=timeouts,
+                    timeout=(connect, read),
                     stream=stream,
                     allow_redirects=False,
-                    auth=auth,
+                    auth=self._auth_for(call.endpoint.auth),
                 )
-            except _ProviderFailed as failed:
-                raise failed.error from None
-            except _NOT_TRANSPORT as exc:
-                raise InvalidArgumentError(
-                    f"{call.describe()}: the request cannot be sent ({type(exc).__name__})"
-                ) from None
-            except requests.RequestException as exc:
-                never_sent = _never_sent(exc)
-                pause = call.retry_pause(attempt, never_sent=never_sent)
+            except BaseException as exc:
+                failure = exc
+                _forget_library_locals(exc)
+            finally:
+                fired = watch is not None and _watchdog.disarm(watch)
+            if failure is not None:
+                # Raised here, outside the handler: the library's exception is not chained
+                # (as __cause__ or __context__), since it holds the request, credential included.
+                if isinstance(failure, _ProviderFailed):
+                    raise failure.error
+                if isinstance(failure, _NOT_TRANSPORT):
+                    raise InvalidArgumentError(
+                        f"{call.describe()}: the request cannot be sent ({type(failure).__name__})"
+                    )
+                if not isinstance(failure, requests.RequestException):
+                    raise failure
+                never_sent = _never_sent(failure)
+                pause = None if fired else call.retry_pause(attempt, never_sent=never_sent)
                 if pause is not None:
-                    _log_retry(call, attempt, type(exc).__name__)
+                    _log_retry(call, attempt, type(failure).__name__)
+                    failure = None
                     time.sleep(pause)
                     continue
-                raise _transport_error(call, exc, never_sent) from None
+                if fired:
+                    raise _connection_error(
+                        call, True, f"no whole answer within {connect + read:g} s", True
+                    )
+                raise _connection_error(
+                    call, isinstance(failure, requests.Timeout), _reason(failure), not never_sent
+                )
             status = response.status_code
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
@@ -220,16 +386,19 @@ class SyncTransport:
             if 200 <= status < 300:
                 if stream:
                     return self._stream_to_sink(call, response)
-                return Reply(status, response.headers, response.content, response)
+                reply = call.answer = Reply(status, response.headers, response.content, response)
+                return reply
             if status in call.ok:
+                secrets = _sent_secrets(response)
                 content = _error_body(response)
-                return Reply(
+                reply = call.answer = Reply(
                     status,
                     response.headers,
                     content,
-                    detached(response, content),
-                    _sent_secret(response),
+                    detached(response, content, secrets),
+                    secrets,
                 )
+                return reply
             pause = call.retry_pause(attempt, status=status, headers=response.headers)
             if pause is not None:
                 response.close()
@@ -240,6 +409,7 @@ class SyncTransport:
 
     def _stream_to_sink(self, call: Call, response: requests.Response) -> Reply:
         sink = call.sink
+        broken: str | None = None
         with response:
             sink.open()
             try:
@@ -247,11 +417,14 @@ class SyncTransport:
                     sink.write(chunk)
                 wire = response.raw.tell()
             except requests.RequestException as exc:
+                broken = type(exc).__name__
+            except BaseException as exc:
                 sink.abort()
-                raise sink.broken(type(exc).__name__) from None
-            except BaseException:
-                sink.abort()
+                _forget_library_locals(exc)
                 raise
+        if broken is not None:
+            sink.abort()
+            raise sink.broken(broken)
         sink.finish(wire, response.headers.get("Content-Length"))
         return Reply(response.status_code, response.headers, b"", response)
 
@@ -301,13 +474,6 @@ def _never_sent(exc: requests.RequestException) -> bool:
     return type(reason).__name__ in ("NewConnectionError", "NameResolutionError")
 
 
-def _transport_error(
-    call: Call, exc: requests.RequestException, never_sent: bool
-) -> APIConnectionError:
-    timed_out = isinstance(exc, requests.Timeout)
-    return _connection_error(call, timed_out, _reason(exc), not never_sent)
-
-
 def _connection_error(
     call: Call, timed_out: bool, reason: str, reached_server: bool
 ) -> APIConnectionError:
@@ -340,34 +506,70 @@ def _error_body(response: requests.Response) -> bytes:
 
 def _error(call: Call, response: requests.Response) -> Exception:
     """The SDK error for an error answer; it carries a detached copy of the response that
-    holds no credential (the request's headers and body are not kept)."""
+    holds no credential (no request headers but harmless ones, no request body, the body and
+    headers of the answer scrubbed of whatever credential the server echoed)."""
+    secrets = _sent_secrets(response)
     content = _error_body(response)
     return error_from_reply(
         call.describe(),
         response.status_code,
         response.headers,
         content,
-        response=detached(response, content),
+        response=detached(response, content, secrets),
         session_id=call.session_id,
         session_scoped=call.session_scoped,
-        secret=_sent_secret(response),
+        secrets=secrets,
     )
 
 
-def _sent_secret(response: requests.Response) -> str | None:
+def _sent_secrets(response: requests.Response) -> tuple[str, ...]:
+    """What was sent as a credential for this answer: the bearer token, and the credentials
+    of a proxy taken from the environment (a proxy may echo its Proxy-Authorization)."""
+    found: list[str] = []
     request = response.request
     value = request.headers.get("Authorization") if request is not None else None
-    if not value:
-        return None
-    return value.partition(" ")[2] or value
+    if value:
+        found += [value, value.partition(" ")[2]]
+    url = request.url if request is not None else None
+    if url:
+        found += _proxy_secrets(url)
+    return tuple(s for s in found if s)
 
 
-def detached(response: requests.Response, content: bytes) -> requests.Response:
-    """A copy of an error response for the error to carry: status, headers, body, URL, and a
-    request that keeps its method and URL but none of its headers' secrets and no body."""
+def _proxy_secrets(url: str) -> list[str]:
+    try:
+        proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+    except Exception:
+        return []
+    if not proxy or "@" not in proxy:
+        return []
+    parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    userinfo = f"{user}:{password}"
+    basic = base64.b64encode(userinfo.encode("utf-8")).decode("ascii")
+    # A short password alone is not scrubbed: it would blank out ordinary words.
+    return [userinfo, basic, parts.netloc.rpartition("@")[0]] + (
+        [password] if len(password) >= 4 else []
+    )
+
+
+def detached(
+    response: requests.Response, content: bytes, secrets: tuple[str, ...] = ()
+) -> requests.Response:
+    """A copy of a response for an error (or a caller) to keep: status, headers and body
+    scrubbed of ``secrets``, the URL, and a request that keeps its method and URL but no
+    credential header and no body."""
     copy = requests.Response()
     copy.status_code = response.status_code
-    copy.headers = CaseInsensitiveDict(response.headers)
+    copy.headers = CaseInsensitiveDict(
+        {k: _scrub(v, secrets) for k, v in response.headers.items()}
+        if secrets
+        else response.headers
+    )
+    for secret in secrets:
+        encoded = secret.encode("utf-8")
+        if encoded and encoded in content:
+            content = content.replace(encoded, b"[secure]")
     copy._content = content
     copy._content_consumed = True  # type: ignore[attr-defined]
     copy.encoding = response.encoding
@@ -385,6 +587,29 @@ def detached(response: requests.Response, content: bytes) -> requests.Response:
         request.body = None
         copy.request = request
     return copy
+
+
+_LIBRARY_PREFIXES = tuple(
+    os.path.dirname(module.__file__ or "") + os.sep
+    for module in (requests, __import__("urllib3"), __import__("http.client"))
+) + tuple(os.path.dirname(os.__file__) + os.sep + name for name in ("socket.py", "ssl.py"))
+
+
+def _forget_library_locals(exc: BaseException) -> None:
+    """Clear the locals of the HTTP library's finished frames in ``exc``'s traceback (they
+    hold the request, credential included), so that no traceback printer shows them."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.startswith(_LIBRARY_PREFIXES):
+                try:
+                    tb.tb_frame.clear()
+                except RuntimeError:  # still executing
+                    pass
+            tb = tb.tb_next
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
 
 
 def _log_retry(call: Call, attempt: int, why: str) -> None:

@@ -94,7 +94,11 @@ class AgentRuntimeClient(ManagedSessionClient):
     def _create_flow(self) -> Flow[str]:
         # The session is bootstrapped through the Router, not the WorkloadManager.
         self.dp_client = self._new_data_plane()
-        return (yield from _ops.bootstrap(self.dp_client.target(None)))
+        return (
+            yield from _ops.bootstrap(
+                self.dp_client.target(None), sent=self._create_calls, on_id=self._claim
+            )
+        )
 
     def _open_data_plane(self, session_id: str) -> AgentRuntimeDataPlaneClient:
         return self.dp_client if self.dp_client is not None else self._new_data_plane()

@@ -183,23 +183,29 @@ _BY_STATUS: dict[int, type[APIError]] = {
 _MESSAGE_LIMIT = 500
 
 
-def _server_message(content: bytes, secret: str | None = None) -> str | None:
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every secret replaced by ``[secure]``."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "[secure]")
+    return text
+
+
+def _server_message(content: bytes, secrets: tuple[str, ...] = ()) -> str | None:
     """The server's own message: ``{"message"}`` or ``{"error"}`` of a JSON body, else the
-    text (scrubbed of ``secret`` first, then cut to 500 characters)."""
+    text; scrubbed of the secrets that were sent first, then cut to 500 characters."""
     from ._protocol import parse_json
 
     try:
         body: Any = parse_json(content)
     except ValueError:
-        text = content.decode("utf-8", "replace").strip()
-        if secret:
-            text = text.replace(secret, "[secure]")
+        text = _scrub(content.decode("utf-8", "replace").strip(), secrets)
         return text[:_MESSAGE_LIMIT] or None
     if isinstance(body, dict):
         for key in ("message", "error"):
             value = body.get(key)
             if isinstance(value, str) and value:
-                return value.replace(secret, "[secure]") if secret else value
+                return _scrub(value, secrets)[: _MESSAGE_LIMIT * 8]
     return None
 
 
@@ -226,16 +232,16 @@ def error_from_reply(
     response: Any = None,
     session_id: str | None = None,
     session_scoped: bool = False,
-    secret: str | None = None,
+    secrets: tuple[str, ...] = (),
 ) -> APIError:
     """Build the error for an HTTP error answer (``where`` is ``"METHOD /path"``).
 
     ``session_scoped`` marks requests that name a session: there a 404 the WorkloadManager or
     the Router answered itself means the session is gone (:class:`SessionNotFoundError`); a 404
-    a sandbox answered (no such file) stays a :class:`NotFoundError`. ``secret`` (the credential
-    that was sent) is scrubbed from the server's message.
+    a sandbox answered (no such file) stays a :class:`NotFoundError`. ``secrets`` (what was
+    sent as credentials) are scrubbed from the server's message.
     """
-    message = _server_message(content, secret)
+    message = _server_message(content, secrets)
     if status == 404 and session_scoped and _answered_by_service(headers, content):
         cls: type[APIError] = SessionNotFoundError
     elif status >= 500:
@@ -248,7 +254,7 @@ def error_from_reply(
     location = headers.get("Location") if 300 <= status < 400 else None
     if location:
         # AgentCube's services do not redirect what the SDK sends: the URL is wrong.
-        location = location.replace(secret, "[secure]") if secret else location
+        location = _scrub(location, secrets)
         text += f": redirected to {location[:_MESSAGE_LIMIT]} (not followed; check the URL)"
     elif message:
         text += f": {message}"

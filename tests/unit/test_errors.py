@@ -134,7 +134,7 @@ def test_connection_error_is_wrapped_from_the_original(dp, requests_mock):
     assert isinstance(err, AgentCubeError)
     assert not isinstance(err, APITimeoutError)
     # The library's exception is not chained: it holds the request, credentials included.
-    assert err.__cause__ is None and err.__suppress_context__
+    assert err.__cause__ is None and err.__context__ is None
     assert "ConnectionError" in str(err)
     assert "ci-1" in str(err)
 
@@ -154,7 +154,7 @@ def test_timeout_is_api_timeout_error(requests_mock, original):
     assert isinstance(err, requests.Timeout)
     assert isinstance(err, APIConnectionError)
     assert isinstance(err, requests.ConnectionError)
-    assert err.__cause__ is None and err.__suppress_context__
+    assert err.__cause__ is None and err.__context__ is None
     assert type(original).__name__ in str(err)
 
 
@@ -222,7 +222,9 @@ def test_other_statuses_are_not_retried(requests_mock, status):
 def test_retry_sleeps_within_the_policy_bounds(requests_mock, monkeypatch):
     slept: list[float] = []
     fake_time = types.SimpleNamespace(
-        sleep=slept.append, perf_counter=agentcube_http.time.perf_counter
+        sleep=slept.append,
+        perf_counter=agentcube_http.time.perf_counter,
+        monotonic=agentcube_http.time.monotonic,
     )
     monkeypatch.setattr(agentcube_http, "time", fake_time)
     policy = RetryPolicy(max_attempts=4, backoff=0.5, max_backoff=0.8)
