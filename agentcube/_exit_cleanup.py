@@ -112,12 +112,14 @@ def cleanup_owned_sessions() -> list[str]:
     if not owned:
         return []
     from . import _ops
-    from ._sync import SyncTransport, run
+    from ._sync import SyncTransport, _keep_signals_for_the_main_thread, run
 
     deadline = time.monotonic() + timeout
     done: set[str] = set()
 
     def delete_all() -> None:
+        if threading.current_thread() is not threading.main_thread():
+            _keep_signals_for_the_main_thread()
         transport = SyncTransport()
         for key, entry in owned:
             if time.monotonic() >= deadline:

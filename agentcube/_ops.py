@@ -870,8 +870,8 @@ def list_files(target: RouterTarget, path: str = ".") -> Flow[list[dict[str, Any
         body = reply.json()
     except ValueError:
         body = None
-    files = body.get("files", []) if isinstance(body, dict) else None
-    if files is None:
+    files = body.get("files") if isinstance(body, dict) else ()
+    if files is None:  # an empty directory, as Go writes a nil slice
         files = []
     if not isinstance(files, list) or not all(
         isinstance(entry, dict) and isinstance(entry.get("name"), str) for entry in files

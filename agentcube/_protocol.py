@@ -141,7 +141,7 @@ class Call:
     ``path`` is appended to the endpoint's base URL as is (already encoded, query included).
     ``ok`` statuses are returned to the flow instead of raised. ``sink`` streams the body of a
     2xx answer into a local file (downloads). ``deadline`` (``time.monotonic()``) bounds every
-    attempt together.
+    attempt together. ``secrets`` are scrubbed from whatever an error keeps of the answer.
     """
 
     __slots__ = (
@@ -156,6 +156,7 @@ class Call:
         "path",
         "read_timeout",
         "retry",
+        "secrets",
         "session_id",
         "session_scoped",
         "sink",
@@ -177,6 +178,7 @@ class Call:
         session_scoped: bool = False,
         sink: Any = None,
         deadline: float | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.endpoint = endpoint
         self.method = method
@@ -191,6 +193,7 @@ class Call:
         self.session_scoped = session_scoped
         self.sink = sink
         self.deadline = deadline
+        self.secrets = secrets  # credentials sent other than as Authorization (a form field)
         self.answer: Reply | None = None  # set by the transport as soon as an answer arrives
 
     @property

@@ -102,6 +102,7 @@ class _Watchdog:
             return watch.fired
 
     def _run(self) -> None:
+        _keep_signals_for_the_main_thread()
         with self._lock:
             while True:
                 if not self._active:
@@ -128,6 +129,16 @@ class _Watchdog:
 
 
 _watchdog = _Watchdog()
+
+
+def _keep_signals_for_the_main_thread() -> None:
+    """Block every signal in the calling (background) thread: the kernel may hand a process
+    its Ctrl-C or SIGTERM in any thread, and only the main thread's blocking call is then
+    interrupted; a library thread must never take them away from it."""
+    import signal
+
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
 
 
 def _watched(cls: Any) -> Any:
@@ -349,6 +360,14 @@ class SyncTransport:
                 _forget_library_locals(exc)
             finally:
                 fired = watch is not None and _watchdog.disarm(watch)
+            if fired:
+                # Cut by the watchdog: whatever arrived is not the whole answer (http.client may
+                # even take the cut for the end of a header block).
+                if failure is None:
+                    response.close()
+                raise _connection_error(
+                    call, True, f"no whole answer within {connect + read:g} s", True
+                )
             if failure is not None:
                 # Raised here, outside the handler: the library's exception is not chained
                 # (as __cause__ or __context__), since it holds the request, credential included.
@@ -361,16 +380,12 @@ class SyncTransport:
                 if not isinstance(failure, requests.RequestException):
                     raise failure
                 never_sent = _never_sent(failure)
-                pause = None if fired else call.retry_pause(attempt, never_sent=never_sent)
+                pause = call.retry_pause(attempt, never_sent=never_sent)
                 if pause is not None:
                     _log_retry(call, attempt, type(failure).__name__)
                     failure = None
                     time.sleep(pause)
                     continue
-                if fired:
-                    raise _connection_error(
-                        call, True, f"no whole answer within {connect + read:g} s", True
-                    )
                 raise _connection_error(
                     call, isinstance(failure, requests.Timeout), _reason(failure), not never_sent
                 )
@@ -389,7 +404,7 @@ class SyncTransport:
                 reply = call.answer = Reply(status, response.headers, response.content, response)
                 return reply
             if status in call.ok:
-                secrets = _sent_secrets(response)
+                secrets = _sent_secrets(response) + call.secrets
                 content = _error_body(response)
                 reply = call.answer = Reply(
                     status,
@@ -508,7 +523,7 @@ def _error(call: Call, response: requests.Response) -> Exception:
     """The SDK error for an error answer; it carries a detached copy of the response that
     holds no credential (no request headers but harmless ones, no request body, the body and
     headers of the answer scrubbed of whatever credential the server echoed)."""
-    secrets = _sent_secrets(response)
+    secrets = _sent_secrets(response) + call.secrets
     content = _error_body(response)
     return error_from_reply(
         call.describe(),

@@ -228,6 +228,11 @@ class ServiceAccountAuth:
             form["scope"] = self.scope
         return urlencode(form).encode("ascii")
 
+    def _scrubbed(self) -> tuple[str, ...]:
+        from urllib.parse import quote_plus
+
+        return (self._client_secret, quote_plus(self._client_secret))
+
     def _fetch_flow(self) -> Flow[tuple[str, float]]:
         """One token request, as a flow (see agentcube._protocol): sent once, never redirected,
         every answer read here. No local variable of it holds the secret."""
@@ -243,6 +248,7 @@ class ServiceAccountAuth:
                 content_type="application/x-www-form-urlencoded",
                 retry=ONCE,
                 ok=_TOKEN_OK,
+                secrets=self._scrubbed(),
             )
         except APIConnectionError as exc:
             error_type = APITimeoutError if isinstance(exc, APITimeoutError) else APIConnectionError

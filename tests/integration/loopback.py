@@ -37,9 +37,12 @@ class Answer:
 Responder = Callable[[Seen], Answer]
 
 
-def json_answer(payload: Any, status: int = 200, **headers: str) -> Answer:
+def json_answer(payload: Any, status: int = 200, delay: float = 0.0, **headers: str) -> Answer:
     return Answer(
-        status, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers}
+        status,
+        json.dumps(payload).encode(),
+        {"Content-Type": "application/json", **headers},
+        delay=delay,
     )
 
 
