@@ -232,26 +232,67 @@ def format_seconds_rounded(nanos: int) -> str:
 # -- time ---------------------------------------------------------------------------------------
 
 
+class MarshalError(ValueError):
+    """``json.Marshal`` failed (a ``time.Time`` outside the years JSON can carry)."""
+
+
+def _civil(days: int) -> tuple[int, int, int]:
+    """Proleptic Gregorian (year, month, day) of a day count from 1970-01-01, any year."""
+    shifted = days + 719_468
+    era = shifted // 146_097
+    day_of_era = shifted - era * 146_097
+    year_of_era = (
+        day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096
+    ) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    month_index = (5 * day_of_year + 2) // 153
+    day = day_of_year - (153 * month_index + 2) // 5 + 1
+    month = month_index + 3 if month_index < 10 else month_index - 9
+    return year_of_era + era * 400 + (month <= 2), month, day
+
+
+def _go_year(year: int) -> str:
+    """The ``2006`` layout element: at least four digits, a sign when negative."""
+    return ("-" if year < 0 else "") + f"{abs(year):04d}"
+
+
 def rfc3339_nano(epoch_ns: int) -> str:
-    """``time.RFC3339Nano`` in UTC: fraction without trailing zeros, ``Z``."""
+    """``time.RFC3339Nano`` in UTC as ``Time.MarshalJSON`` writes it (fraction without
+    trailing zeros, ``Z``); :class:`MarshalError` outside the years 0 to 9999."""
     seconds, nanos = divmod(epoch_ns, 1_000_000_000)
-    try:
-        base = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    except (OverflowError, OSError, ValueError):
-        base = "0001-01-01T00:00:00"
-    return f"{base}{_frac(nanos, 9)}Z"
+    days, second_of_day = divmod(seconds, 86_400)
+    year, month, day = _civil(days)
+    if not 0 <= year <= 9999:
+        raise MarshalError("Time.MarshalJSON: year outside of range [0,9999]")
+    hour, rest = divmod(second_of_day, 3600)
+    minute, second = divmod(rest, 60)
+    return (
+        f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}{_frac(nanos, 9)}Z"
+    )
 
 
-_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+class GoTime:
+    """A ``time.Time`` in a JSON answer: formatted (or failing) when the answer is marshalled."""
+
+    __slots__ = ("epoch_ns",)
+
+    def __init__(self, epoch_ns: int) -> None:
+        self.epoch_ns = epoch_ns
+
+
+_WEEKDAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def http_date(epoch: float) -> str:
-    """``http.TimeFormat``: ``Mon, 02 Jan 2006 15:04:05 GMT``."""
-    moment = datetime.fromtimestamp(int(epoch), tz=timezone.utc)
+def http_date(epoch: int) -> str:
+    """``http.TimeFormat`` (``Mon, 02 Jan 2006 15:04:05 GMT``) of Unix seconds, any year."""
+    days, second_of_day = divmod(int(epoch), 86_400)
+    year, month, day = _civil(days)
+    hour, rest = divmod(second_of_day, 3600)
+    minute, second = divmod(rest, 60)
     return (
-        f"{_WEEKDAYS[moment.weekday()]}, {moment.day:02d} {_MONTHS[moment.month - 1]} "
-        f"{moment.year:04d} {moment.hour:02d}:{moment.minute:02d}:{moment.second:02d} GMT"
+        f"{_WEEKDAYS[(days + 4) % 7]}, {day:02d} {_MONTHS[month - 1]} {_go_year(year)} "
+        f"{hour:02d}:{minute:02d}:{second:02d} GMT"
     )
 
 
@@ -349,6 +390,8 @@ def _encode(value: Any, out: list[str]) -> None:
         out.append(go_float(value))
     elif isinstance(value, str):
         out.append('"' + _NEEDS_ESCAPE.sub(_escape_char, value) + '"')
+    elif isinstance(value, GoTime):
+        out.append('"' + rfc3339_nano(value.epoch_ns) + '"')
     elif isinstance(value, dict):
         out.append("{")
         first = True

@@ -15,14 +15,12 @@ import logging
 import os
 import secrets
 import selectors
-import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -37,6 +35,8 @@ from ._gin import (
     trailing_slash_redirect,
 )
 from ._go import (
+    GoTime,
+    MarshalError,
     errno_text,
     ext,
     file_mode_string,
@@ -53,8 +53,15 @@ from ._go import (
     type_by_extension,
 )
 from ._gojson import EXECUTE_REQUEST, UPLOAD_FILE_REQUEST, BindError, bind
-from ._paths import UMASK, PathDenied, Workspace, make_dirs
-from ._procs import ProcessSupervisor, SupervisorClosed
+from ._paths import (
+    MkdirError,
+    NotADirectory,
+    OpenFailed,
+    PathDenied,
+    Workspace,
+    WorkspaceGone,
+)
+from ._procs import Child, ProcessSupervisor, SupervisorClosed
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +116,16 @@ class _Ctx:
     gzip: bool
 
     def json(self, status: int, payload: Any) -> GoResponse:
+        """gin's ``c.JSON``: when ``json.Marshal`` fails (a time outside the years 0 to 9999),
+        gin records the error and writes no body: the status, the JSON type, nothing else."""
         if "Content-Type" not in self.headers:
             self.headers.set("Content-Type", JSON_TYPE)
-        return GoResponse(status, self.headers, go_json(payload), gzip=self.gzip)
+        try:
+            body = go_json(payload)
+        except MarshalError as exc:
+            logger.debug("answer not marshalled: %s", exc)
+            body = b""
+        return GoResponse(status, self.headers, body, gzip=self.gzip)
 
     def error(self, status: int, message: str) -> GoResponse:
         return self.json(status, gin_h(error=message, code=status))
@@ -196,28 +210,6 @@ def _parse_mode(text: str | None) -> int:
     if mode > 0o777:
         return 0o644
     return mode
-
-
-def _file_info(workspace: Workspace, path: str) -> dict[str, Any]:
-    info = os.stat(path)
-    return {
-        "path": workspace.relative(path),
-        "size": info.st_size,
-        "mode": file_mode_string(info.st_mode),
-        "modified": rfc3339_nano(info.st_mtime_ns),
-    }
-
-
-def _write_new_or_truncate(path: str, mode: int) -> int:
-    """``os.OpenFile(O_WRONLY|O_CREATE|O_TRUNC, mode)`` under umask 022: a descriptor."""
-    existed = os.path.exists(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode & ~UMASK)
-    if not existed:
-        try:
-            os.fchmod(fd, mode & ~UMASK)
-        except OSError:
-            pass
-    return fd
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -326,7 +318,7 @@ class BuiltinPicod:
         with self._lock:
             self._closed = True
         self.processes.close()
-        _rmtree(self.workspace.root)
+        self.workspace.close()
 
     # -- the engine -------------------------------------------------------------------------------
     def handle(self, request: Request) -> GoResponse:
@@ -356,7 +348,10 @@ class BuiltinPicod:
         if compress:
             headers.set("Content-Encoding", "gzip")
             headers.set("Vary", "Accept-Encoding")
-        response: GoResponse = handler(_Ctx(request, params, headers, compress))
+        try:
+            response: GoResponse = handler(_Ctx(request, params, headers, compress))
+        except WorkspaceGone:
+            raise SandboxGone() from None
         if self._closed:
             response.close()
             raise SandboxGone()
@@ -486,35 +481,53 @@ class BuiltinPicod:
         stderr: _Capture,
     ) -> tuple[int | None, str | None]:
         """Run the command; (exit code, None) or (None, Go's start error text)."""
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
         try:
             proc = self.processes.spawn(
                 [arg.encode("utf-8", "surrogateescape") for arg in argv],
                 executable=path.encode("utf-8", "surrogateescape"),
                 cwd=cwd.encode("utf-8", "surrogateescape"),
                 env=env,
+                stdout=out_write,
+                stderr=err_write,
             )
-        except SupervisorClosed:
-            raise SandboxGone() from None
-        except OSError as exc:
-            return None, f"fork/exec {path}: {errno_text(exc.errno)}"
-        except ValueError:
-            return None, f"fork/exec {path}: {errno_text(errno.EINVAL)}"
-        assert proc.stdout is not None and proc.stderr is not None
+        except BaseException as exc:
+            for fd in (out_read, err_read):
+                os.close(fd)
+            if isinstance(exc, SupervisorClosed):
+                raise SandboxGone() from None
+            if isinstance(exc, OSError):
+                return None, f"fork/exec {path}: {errno_text(exc.errno)}"
+            if isinstance(exc, ValueError):
+                return None, f"fork/exec {path}: {errno_text(errno.EINVAL)}"
+            raise
+        finally:
+            os.close(out_write)  # the command (and what it starts) holds the only writers
+            os.close(err_write)
         try:
-            self._collect(proc, deadline, stdout, stderr)
-            returncode = proc.wait()
+            self._collect(proc, out_read, err_read, deadline, stdout, stderr)
+            error = proc.start_error()  # told alongside: reading did not wait for it
+            returncode = proc.wait() if error is None else 0
         finally:
             self.processes.finished(proc)
         if self.processes.closed:
             raise SandboxGone()
+        if error is not None:
+            return None, f"fork/exec {path}: {errno_text(error.errno)}"
         return (-1 if returncode < 0 else returncode), None
 
     def _collect(
-        self, proc: subprocess.Popen[bytes], deadline: int, stdout: _Capture, stderr: _Capture
+        self,
+        proc: Child,
+        out_fd: int,
+        err_fd: int,
+        deadline: int,
+        stdout: _Capture,
+        stderr: _Capture,
     ) -> None:
         """Read both pipes until every holder closed them; kill the child at the deadline."""
-        assert proc.stdout is not None and proc.stderr is not None
-        captures = {proc.stdout.fileno(): stdout, proc.stderr.fileno(): stderr}
+        captures = {out_fd: stdout, err_fd: stderr}
         selector = selectors.DefaultSelector()
         killed = False
         try:
@@ -542,8 +555,8 @@ class BuiltinPicod:
                         selector.unregister(fd)
         finally:
             selector.close()
-            proc.stdout.close()
-            proc.stderr.close()
+            os.close(out_fd)
+            os.close(err_fd)
         if not killed:
             remaining = (deadline - time.monotonic_ns()) / 1e9
             try:
@@ -571,23 +584,24 @@ class BuiltinPicod:
             data = _go_b64decode(body["content"])
         except ValueError as exc:
             return c.error(400, f"Invalid base64 content: {exc}")
-        made = self._make_parent(c, target)
-        if made is not None:
-            return made
         mode = _parse_mode(body["mode"])
-        try:
-            fd = _write_new_or_truncate(target, mode)
+        try:  # os.MkdirAll of its directory, then os.WriteFile
+            fd, _ = self.workspace.create_file(target, user_path, mode)
+        except PathDenied as exc:
+            return c.error(400, str(exc))
+        except MkdirError as exc:
+            return c.error(500, f"Failed to create directory: {exc.args[0]}")
         except OSError as exc:
             return c.error(500, f"Failed to write file: open {target}: {errno_text(exc.errno)}")
-        except ValueError:
-            return c.error(500, f"Failed to write file: open {target}: invalid argument")
         try:
-            _write_all(fd, data)
-        except OSError as exc:
-            return c.error(500, f"Failed to write file: write {target}: {errno_text(exc.errno)}")
+            try:
+                _write_all(fd, data)
+            except OSError as exc:
+                message = f"Failed to write file: write {target}: {errno_text(exc.errno)}"
+                return c.error(500, message)
+            return self._answer_file_info(c, target, fd)
         finally:
             os.close(fd)
-        return self._answer_file_info(c, target)
 
     def _write_target(self, c: _Ctx, user_path: str) -> str | GoResponse:
         """Where an upload goes (PicoD's sanitizePath), or the 400 refusing it."""
@@ -598,21 +612,21 @@ class BuiltinPicod:
             return c.error(400, str(exc))
         return target
 
-    @staticmethod
-    def _make_parent(c: _Ctx, target: str) -> GoResponse | None:
-        """``os.MkdirAll`` of the target's directory, or the 500 when it fails."""
+    def _answer_file_info(self, c: _Ctx, target: str, fd: int) -> GoResponse:
+        """The ``FileInfo`` answer, from the descriptor just written (not the path again)."""
         try:
-            make_dirs(os.path.dirname(target))
-        except OSError as exc:
-            return c.error(500, f"Failed to create directory: {exc.args[0]}")
-        return None
-
-    def _answer_file_info(self, c: _Ctx, target: str) -> GoResponse:
-        try:
-            info = _file_info(self.workspace, target)
+            info = os.fstat(fd)
         except OSError as exc:
             return c.error(500, f"Failed to get file info: stat {target}: {errno_text(exc.errno)}")
-        return c.json(200, info)
+        return c.json(
+            200,
+            {
+                "path": self.workspace.relative(target),
+                "size": info.st_size,
+                "mode": file_mode_string(info.st_mode),
+                "modified": GoTime(info.st_mtime_ns),
+            },
+        )
 
     def _upload_multipart(self, c: _Ctx, content_type: str) -> GoResponse:
         form = _MultipartForm(self._staging)
@@ -627,23 +641,25 @@ class BuiltinPicod:
             target = self._write_target(c, user_path)
             if isinstance(target, GoResponse):
                 return target
-            made = self._make_parent(c, target)
-            if made is not None:
-                return made
             mode = _parse_mode(form.value("mode"))
-            try:
-                fd = _write_new_or_truncate(target, mode)
+            try:  # os.MkdirAll of its directory, then os.OpenFile
+                fd, _ = self.workspace.create_file(target, user_path, mode)
+            except PathDenied as exc:
+                return c.error(400, str(exc))
+            except MkdirError as exc:
+                return c.error(500, f"Failed to create directory: {exc.args[0]}")
             except (OSError, ValueError):
                 return c.error(500, "Failed to create destination file")
             try:
-                with open(upload, "rb") as source:
-                    while chunk := source.read(_FILE_CHUNK):
-                        _write_all(fd, chunk)
-            except OSError:
-                return c.error(500, "Failed to save file content")
+                try:
+                    with open(upload, "rb") as source:
+                        while chunk := source.read(_FILE_CHUNK):
+                            _write_all(fd, chunk)
+                except OSError:
+                    return c.error(500, "Failed to save file content")
+                return self._answer_file_info(c, target, fd)
             finally:
                 os.close(fd)
-            return self._answer_file_info(c, target)
         finally:
             form.cleanup()
 
@@ -657,34 +673,40 @@ class BuiltinPicod:
         except PathDenied as exc:
             return c.error(400, str(exc))
         try:
-            with os.scandir(os.fsencode(target)) as scan:
-                entries = list(scan)
+            fd = self.workspace.open_directory(target)
         except FileNotFoundError:
             return c.error(404, "Directory not found")
-        except NotADirectoryError as exc:
-            op = "readdirent" if os.path.isfile(target) else "open"
+        except NotADirectory as exc:
+            op = "readdirent" if exc.regular else "open"
             return c.error(500, f"Failed to read directory: {op} {target}: {errno_text(exc.errno)}")
         except OSError as exc:
             return c.error(500, f"Failed to read directory: open {target}: {errno_text(exc.errno)}")
-        except ValueError:
-            return c.error(500, f"Failed to read directory: open {target}: invalid argument")
-        entries.sort(key=lambda entry: entry.name)
-        files = []
-        for entry in entries:
-            try:
-                info = entry.stat(follow_symlinks=False)
-                is_dir = entry.is_dir(follow_symlinks=False)
-            except OSError:
-                continue
-            files.append(
-                {
-                    "name": go_string(entry.name),
-                    "size": info.st_size,
-                    "modified": rfc3339_nano(info.st_mtime_ns),
-                    "mode": file_mode_string(info.st_mode),
-                    "is_dir": is_dir,
-                }
+        listed: list[tuple[bytes, os.stat_result]] = []
+        try:
+            with os.scandir(fd) as scan:
+                for entry in scan:
+                    try:  # relative to the directory's descriptor, never following a symlink
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    listed.append((os.fsencode(entry.name), info))  # Go sorts by the bytes
+        except OSError as exc:
+            return c.error(
+                500, f"Failed to read directory: readdirent {target}: {errno_text(exc.errno)}"
             )
+        finally:
+            os.close(fd)
+        listed.sort(key=lambda item: item[0])
+        files = [
+            {
+                "name": go_string(name),
+                "size": info.st_size,
+                "modified": GoTime(info.st_mtime_ns),
+                "mode": file_mode_string(info.st_mode),
+                "is_dir": stat.S_ISDIR(info.st_mode),
+            }
+            for name, info in listed
+        ]
         return c.json(200, {"files": files})
 
     # -- GET api/files/*path ---------------------------------------------------------------------
@@ -697,22 +719,23 @@ class BuiltinPicod:
             target = self.workspace.sanitize(user_path)
         except PathDenied as exc:
             return c.error(400, str(exc))
+        opened: int | OpenFailed | None
         try:
-            info = os.stat(target)
+            opened = self.workspace.open_file(target)
+        except OpenFailed as exc:  # the stat would succeed; http.ServeFile's open fails
+            opened = exc
         except FileNotFoundError:
             return c.error(404, "File not found")
         except OSError as exc:
             return c.error(500, f"Failed to get file info: stat {target}: {errno_text(exc.errno)}")
-        except ValueError:
-            return c.error(500, f"Failed to get file info: stat {target}: invalid argument")
-        if stat.S_ISDIR(info.st_mode):
+        if opened is None:
             return c.error(400, "Path is a directory, not a file")
         content_type = type_by_extension(ext(target)) or "application/octet-stream"
         c.headers.set("Content-Description", "File Transfer")
         c.headers.set("Content-Transfer-Encoding", "binary")
         c.headers.set("Content-Disposition", f'attachment; filename="{os.path.basename(target)}"')
         c.headers.set("Content-Type", content_type)
-        return _serve_file(c, target)
+        return _serve_file(c, opened)
 
 
 # -- http.ServeFile -------------------------------------------------------------------------------
@@ -724,33 +747,41 @@ def _contains_dot_dot(path: str) -> bool:
     return any(part == ".." for part in path.replace("\\", "/").split("/"))
 
 
-def _serve_file(c: _Ctx, name: str) -> GoResponse:
+def _serve_file(c: _Ctx, opened: int | OpenFailed) -> GoResponse:
+    """``http.ServeFile`` of a file the walk opened (or whose open failed)."""
     request = c.request
+    failed = opened if isinstance(opened, OpenFailed) else None
+    fd = opened if isinstance(opened, int) else None
+
+    def give_up(response: GoResponse) -> GoResponse:
+        if fd is not None:
+            os.close(fd)
+        return response
+
     if _contains_dot_dot(request.path):
-        return c.text_error(400, "invalid URL path")
+        return give_up(c.text_error(400, "invalid URL path"))
     if request.path.endswith("/index.html"):
         location = "./"
         if request.raw_query:
             location += "?" + request.raw_query
         c.headers.set("Location", location)
-        return GoResponse(301, c.headers, b"", gzip=c.gzip)
+        return give_up(GoResponse(301, c.headers, b"", gzip=c.gzip))
+    if failed is not None:
+        if failed.errno in (errno.EACCES, errno.EPERM):
+            return c.text_error(403, "403 Forbidden")
+        if failed.errno == errno.ENOENT:
+            return c.text_error(404, "404 page not found")
+        return c.text_error(500, "500 Internal Server Error")
+    assert fd is not None
     try:
-        # O_NONBLOCK: a FIFO does not hold the request until a writer comes (Go's would)
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         os.set_blocking(fd, True)
         handle = os.fdopen(fd, "rb")
-    except PermissionError:
-        return c.text_error(403, "403 Forbidden")
-    except FileNotFoundError:
-        return c.text_error(404, "404 page not found")
-    except (OSError, ValueError):
-        return c.text_error(500, "500 Internal Server Error")
+    except BaseException:
+        os.close(fd)
+        raise
     try:
         info = os.fstat(handle.fileno())
-        if stat.S_ISDIR(info.st_mode):
-            handle.close()
-            return c.text_error(500, "500 Internal Server Error")
-        return _serve_content(c, handle, info.st_size, info.st_mtime)
+        return _serve_content(c, handle, info.st_size, info.st_mtime_ns)
     except BaseException:
         handle.close()
         raise
@@ -762,18 +793,28 @@ def _serve_error(c: _Ctx, status: int, message: str) -> GoResponse:
     return c.text_error(status, message)
 
 
-def _serve_content(c: _Ctx, handle: IO[bytes], size: int, mtime: float) -> GoResponse:
-    """``http.serveContent`` for a regular file, whose Content-Type the handler set."""
+#: ``time.Time{}`` (year 1), which net/http treats as "no modification time"
+_ZERO_TIME_NS = -62_135_596_800 * 1_000_000_000
+
+
+def _serve_content(c: _Ctx, handle: IO[bytes], size: int, mtime_ns: int) -> GoResponse:
+    """``http.serveContent`` for a regular file, whose Content-Type the handler set.
+
+    Times are Go's: any year (``Last-Modified`` prints it), ``isZeroTime`` being year 1 or
+    the Unix epoch, comparisons on whole seconds rounded down.
+    """
     request = c.request
     headers = c.headers
-    if mtime > 0:
+    mtime = mtime_ns // 1_000_000_000
+    known = mtime_ns not in (0, _ZERO_TIME_NS)  # !isZeroTime(modtime)
+    if known:
         headers.set("Last-Modified", http_date(mtime))
-    done = _check_preconditions(c, int(mtime))
+    done = _check_preconditions(c, mtime if known else None)
     if done is not None:
         handle.close()
         return done
     range_header = request.headers.get("Range") or ""
-    if range_header and not _if_range_ok(request, int(mtime)):
+    if range_header and not _if_range_ok(request, None if mtime_ns == _ZERO_TIME_NS else mtime):
         range_header = ""
     try:
         ranges = _parse_range(range_header, size)
@@ -906,8 +947,8 @@ def _parse_range(header: str, size: int) -> list[tuple[int, int]]:
     return ranges
 
 
-def _check_preconditions(c: _Ctx, mtime: int) -> GoResponse | None:
-    """``checkPreconditions`` without an ETag (PicoD sets none)."""
+def _check_preconditions(c: _Ctx, mtime: int | None) -> GoResponse | None:
+    """``checkPreconditions`` without an ETag (PicoD sets none); ``mtime`` None: zero time."""
     request = c.request
     method = request.method
     if_match = request.headers.get("If-Match")
@@ -916,7 +957,7 @@ def _check_preconditions(c: _Ctx, mtime: int) -> GoResponse | None:
             return GoResponse(412, c.headers, b"", gzip=c.gzip)
     else:
         unmodified = request.headers.get("If-Unmodified-Since")
-        if unmodified and mtime > 0:
+        if unmodified and mtime is not None:
             when = parse_http_date(unmodified)
             if when is not None and mtime > when:
                 return GoResponse(412, c.headers, b"", gzip=c.gzip)
@@ -926,7 +967,7 @@ def _check_preconditions(c: _Ctx, mtime: int) -> GoResponse | None:
             return _not_modified(c) if method in ("GET", "HEAD") else GoResponse(412, c.headers)
         return None
     since = request.headers.get("If-Modified-Since")
-    if since and mtime > 0 and method in ("GET", "HEAD"):
+    if since and mtime is not None and method in ("GET", "HEAD"):
         when = parse_http_date(since)
         if when is not None and mtime <= when:
             return _not_modified(c)
@@ -939,12 +980,12 @@ def _not_modified(c: _Ctx) -> GoResponse:
     return GoResponse(304, c.headers, b"")
 
 
-def _if_range_ok(request: Request, mtime: int) -> bool:
+def _if_range_ok(request: Request, mtime: int | None) -> bool:
     value = request.headers.get("If-Range")
     if not value:
         return True
-    if value.startswith('"') or value.startswith("W/"):
-        return False  # an ETag: never matches (PicoD sets none)
+    if value.startswith('"') or value.startswith("W/") or mtime is None:
+        return False  # an ETag never matches (PicoD sets none); nor does the zero time
     when = parse_http_date(value)
     return when is not None and when == mtime
 
@@ -1086,21 +1127,3 @@ def _dedup_env(entries: list[str]) -> tuple[dict[bytes, bytes], str | None]:
             continue
         seen[key] = entry[index + 1 :].encode("utf-8", "surrogateescape")
     return dict(reversed(list(seen.items()))), error
-
-
-def _rmtree(path: str) -> None:
-    def retry(func: Callable[..., Any], failed: str, _error: object) -> None:
-        try:  # a directory without write/exec permission: open it up and retry once
-            os.chmod(os.path.dirname(failed), 0o700)
-            if os.path.isdir(failed) and not os.path.islink(failed):
-                os.chmod(failed, 0o700)
-            func(failed)
-        except OSError:
-            logger.debug("could not remove %s", failed, exc_info=True)
-
-    if not os.path.lexists(path):
-        return
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=retry)
-    else:
-        shutil.rmtree(path, onerror=retry)

@@ -20,7 +20,7 @@ from ._forward import Unreachable, forward
 from ._gin import BodyReadError, GoResponse, Headers, Request, Response, json_response
 from ._jwt import Signer
 from ._paths import Workspace
-from ._picod import BuiltinPicod, SandboxGone, _rmtree
+from ._picod import BuiltinPicod, SandboxGone
 from ._procs import ProcessSupervisor
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,9 @@ class PicodProcess:
             for key, value in os.environ.items()
         }
         env[b"PICOD_AUTH_PUBLIC_KEY"] = signer.public_pem.encode("ascii")
-        log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        log = None
+        if log_path:
+            log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             argv = [binary, "-port", str(self._port), "-workspace", self._workspace.root]
             self._proc = self._processes.spawn(
@@ -134,11 +136,16 @@ class PicodProcess:
                 stdout=log,
                 stderr=log,
             )
+            error = self._proc.start_error()
+            if error is not None:
+                raise error
         except OSError as exc:
+            self._processes.close()
+            self._workspace.close()
             raise SandboxStartError(f"cannot start PicoD {binary!r}: {exc}") from None
         finally:
-            if log is not subprocess.DEVNULL:
-                log.close()  # type: ignore[union-attr]
+            if log is not None:
+                os.close(log)
         try:
             self._wait_listening(ready_timeout)
         except BaseException:
@@ -148,10 +155,9 @@ class PicodProcess:
     def _wait_listening(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            if self._proc.poll() is not None:
-                raise SandboxStartError(
-                    f"PicoD exited with status {self._proc.returncode} before listening"
-                )
+            status = self._proc.poll()
+            if status is not None:
+                raise SandboxStartError(f"PicoD exited with status {status} before listening")
             try:
                 with socket.create_connection(("127.0.0.1", self._port), timeout=0.5):
                     return
@@ -184,19 +190,15 @@ class PicodProcess:
         return forward("127.0.0.1", self._port, request, headers)
 
     def close(self) -> None:
-        """Stop PicoD (and whatever it started) and remove the workspace."""
+        """Stop PicoD (and whatever it started: SIGTERM, 2 s, SIGKILL); remove the workspace."""
         self._closed = True
-        self._processes.terminate_group(self._proc)
-        try:
-            self._proc.wait(2.0)
-        except subprocess.TimeoutExpired:
-            pass
-        self._processes.close()
+        self._processes.close(grace=2.0)
         try:
             self._proc.wait(5.0)
         except subprocess.TimeoutExpired:
             logger.warning("PicoD (pid %s) did not exit", self._proc.pid)
-        _rmtree(self._workspace.root)
+        self._processes.finished(self._proc)
+        self._workspace.close()
         if self._log_path:
             try:
                 os.unlink(self._log_path)
