@@ -94,6 +94,9 @@ class SessionCore:
     """The resource kind; one value from :mod:`agentcube.kinds`."""
     delete_attached_on_stop: ClassVar[bool] = False
     """Whether ``stop()`` deletes a session this client attached to (and did not create)."""
+    bootstraps_through_router: ClassVar[bool] = False
+    """Whether a session is created by a bare ``GET`` of the Router's invocations URL (agent
+    runtimes) instead of through the WorkloadManager."""
 
     session_id: str | None
     dp_client: Any
@@ -191,6 +194,12 @@ class SessionCore:
         ``self._claim`` the moment it reads it (as :func:`agentcube._ops.create_session` does),
         so that nothing can interrupt the client between the answer and its ownership.
         """
+        if self.bootstraps_through_router:
+            return (
+                yield from _ops.bootstrap(
+                    self._router_target(None), sent=self._create_calls, on_id=self._claim
+                )
+            )
         assert self._control is not None
         created = yield from _ops.create_session(
             self._control,
@@ -206,7 +215,11 @@ class SessionCore:
 
     @classmethod
     def _creates_through_control_plane(cls) -> bool:
-        return cls._create_flow is SessionCore._create_flow
+        return cls._create_flow is SessionCore._create_flow and not cls.bootstraps_through_router
+
+    def _router_target(self, session_id: str | None) -> _ops.RouterTarget:
+        """Where this client's data-plane requests go (for ``session_id``, when given)."""
+        return _ops.RouterTarget.of(self._router, self.kind, self.namespace, self.name, session_id)
 
     # -- the lifecycle, as flows ---------------------------------------------------------------
 

@@ -479,6 +479,37 @@ def check_exit(result: ExecuteResponse, command: str | list[str] | None) -> str:
     return result.stdout
 
 
+def command_result(
+    target: RouterTarget, command: str | list[str], timeout: float | None
+) -> Flow[dict[str, Any]]:
+    """``execute_command_result``: ``{"stdout", "stderr", "exit_code"}`` whatever the exit."""
+    result = yield from execute_command(target, command, timeout)
+    return {"stdout": result.stdout, "stderr": result.stderr, "exit_code": result.exit_code}
+
+
+def command_output(
+    target: RouterTarget,
+    command: str | list[str],
+    timeout: float | None,
+    background: bool,
+    log_file: str | None,
+) -> Flow[str | BackgroundProcess]:
+    """``execute_command``: stdout of a command that exited 0, or the started
+    :class:`BackgroundProcess`; CommandExecutionError for a non-zero exit."""
+    if background:
+        return (yield from start_background(target, command, log_file))
+    if log_file is not None:
+        raise InvalidArgumentError("log_file is only for background=True")
+    result = yield from execute_command(target, command, timeout)
+    return check_exit(result, command)
+
+
+def code_output(target: RouterTarget, language: str, code: str, timeout: float | None) -> Flow[str]:
+    """``run_code``: stdout of code that exited 0; CommandExecutionError otherwise."""
+    result = yield from run_code(target, language, code, timeout)
+    return check_exit(result, language)
+
+
 def start_background(
     target: RouterTarget, command: str | list[str], log_file: str | None = None
 ) -> Flow[BackgroundProcess]:

@@ -200,6 +200,24 @@ class Call:
     def url(self) -> str:
         return self.endpoint.base_url + self.path
 
+    def request_headers(self) -> dict[str, str]:
+        """The headers every transport sends (the credential is added at send time)."""
+        headers = {"User-Agent": USER_AGENT}
+        if self.headers:
+            headers.update(self.headers)
+        if isinstance(self.body, Multipart):
+            headers["Content-Type"] = self.body.content_type
+        elif self.content_type is not None:
+            headers["Content-Type"] = self.content_type
+        return headers
+
+    def streams_file(self) -> bool:
+        """True when the request or its answer is a file streamed in chunks (bounded per read
+        only, since a large file is allowed to take long)."""
+        return self.sink is not None or (
+            isinstance(self.body, Multipart) and isinstance(self.body.source, FileRange)
+        )
+
     def describe(self) -> str:
         """``METHOD /path`` (no query: it may hold file names) for messages and logs."""
         return f"{self.method} {self.url.split('?', 1)[0]}"

@@ -8,7 +8,6 @@ its own ``requests.Session`` so cookies never pass between clients.
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import socket
@@ -16,17 +15,16 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ._protocol import USER_AGENT, Call, FileRange, Flow, Local, Multipart, Reply
+from ._protocol import Call, FileRange, Flow, Local, Multipart, Reply
+from ._responses import detached_response, forget_library_locals, library_prefixes, sent_secrets
 from .auth import bearer_header_value
-from .exceptions import APIConnectionError, InvalidArgumentError, _scrub, error_from_reply
+from .exceptions import APIConnectionError, InvalidArgumentError, error_from_reply
 
 logger = logging.getLogger("agentcube._http")
 
@@ -34,7 +32,6 @@ T = TypeVar("T")
 
 CHUNK = 1024 * 1024  # per read and write: large enough that syscalls do not dominate
 _ERROR_BODY_LIMIT = 64 * 1024
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 _POOL_MAXSIZE = 64  # idle connections kept per host; more concurrent requests still work
 _pool_lock = threading.RLock()
@@ -326,17 +323,9 @@ class SyncTransport:
             APIError: an error status not in ``call.ok``.
             APIConnectionError / APITimeoutError: no answer.
         """
-        headers = {"User-Agent": USER_AGENT}
-        if call.headers:
-            headers.update(call.headers)
-        if isinstance(call.body, Multipart):
-            headers["Content-Type"] = call.body.content_type
-        elif call.content_type is not None:
-            headers["Content-Type"] = call.content_type
+        headers = call.request_headers()
         stream = call.sink is not None
-        bounded = not stream and not (
-            isinstance(call.body, Multipart) and isinstance(call.body.source, FileRange)
-        )
+        bounded = not call.streams_file()
         attempt = 0
         while True:
             attempt += 1
@@ -538,93 +527,39 @@ def _error(call: Call, response: requests.Response) -> Exception:
 
 
 def _sent_secrets(response: requests.Response) -> tuple[str, ...]:
-    """What was sent as a credential for this answer: the bearer token, and the credentials
-    of a proxy taken from the environment (a proxy may echo its Proxy-Authorization)."""
-    found: list[str] = []
     request = response.request
-    value = request.headers.get("Authorization") if request is not None else None
-    if value:
-        found += [value, value.partition(" ")[2]]
-    url = request.url if request is not None else None
-    if url:
-        found += _proxy_secrets(url)
-    return tuple(s for s in found if s)
-
-
-def _proxy_secrets(url: str) -> list[str]:
-    try:
-        proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
-    except Exception:
-        return []
-    if not proxy or "@" not in proxy:
-        return []
-    parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
-    user, password = unquote(parts.username or ""), unquote(parts.password or "")
-    userinfo = f"{user}:{password}"
-    basic = base64.b64encode(userinfo.encode("utf-8")).decode("ascii")
-    # A short password alone is not scrubbed: it would blank out ordinary words.
-    return [userinfo, basic, parts.netloc.rpartition("@")[0]] + (
-        [password] if len(password) >= 4 else []
-    )
+    if request is None:
+        return ()
+    return sent_secrets(request.headers.get("Authorization"), request.url)
 
 
 def detached(
     response: requests.Response, content: bytes, secrets: tuple[str, ...] = ()
 ) -> requests.Response:
-    """A copy of a response for an error (or a caller) to keep: status, headers and body
-    scrubbed of ``secrets``, the URL, and a request that keeps its method and URL but no
-    credential header and no body."""
-    copy = requests.Response()
-    copy.status_code = response.status_code
-    copy.headers = CaseInsensitiveDict(
-        {k: _scrub(v, secrets) for k, v in response.headers.items()}
-        if secrets
-        else response.headers
-    )
-    for secret in secrets:
-        encoded = secret.encode("utf-8")
-        if encoded and encoded in content:
-            content = content.replace(encoded, b"[secure]")
-    copy._content = content
-    copy._content_consumed = True  # type: ignore[attr-defined]
-    copy.encoding = response.encoding
-    copy.url = response.url
-    copy.reason = response.reason
-    copy.elapsed = response.elapsed
+    """A copy of ``response`` that holds no credential (see :mod:`agentcube._responses`)."""
     sent = response.request
-    if sent is not None:
-        request = requests.PreparedRequest()
-        request.method = sent.method
-        request.url = sent.url
-        request.headers = CaseInsensitiveDict(
-            {k: v for k, v in sent.headers.items() if k.lower() not in _SECRET_HEADERS}
-        )
-        request.body = None
-        copy.request = request
-    return copy
+    return detached_response(
+        response.status_code,
+        response.headers,
+        content,
+        url=response.url,
+        reason=response.reason,
+        encoding=response.encoding,
+        elapsed=response.elapsed,
+        method=sent.method if sent is not None else None,
+        request_url=sent.url if sent is not None else None,
+        request_headers=sent.headers if sent is not None else None,
+        secrets=secrets,
+    )
 
 
-_LIBRARY_PREFIXES = tuple(
-    os.path.dirname(module.__file__ or "") + os.sep
-    for module in (requests, __import__("urllib3"), __import__("http.client"))
+_LIBRARY_PREFIXES = library_prefixes(
+    requests, __import__("urllib3"), __import__("http.client")
 ) + tuple(os.path.dirname(os.__file__) + os.sep + name for name in ("socket.py", "ssl.py"))
 
 
 def _forget_library_locals(exc: BaseException) -> None:
-    """Clear the locals of the HTTP library's finished frames in ``exc``'s traceback (they
-    hold the request, credential included), so that no traceback printer shows them."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        tb = exc.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename.startswith(_LIBRARY_PREFIXES):
-                try:
-                    tb.tb_frame.clear()
-                except RuntimeError:  # still executing
-                    pass
-            tb = tb.tb_next
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    forget_library_locals(exc, _LIBRARY_PREFIXES)
 
 
 def _log_retry(call: Call, attempt: int, why: str) -> None:

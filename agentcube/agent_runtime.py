@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from . import _ops
-from ._protocol import Flow, RetryPolicy
+from ._protocol import RetryPolicy
 from .auth import AuthProvider
 from .clients.agent_runtime_data_plane import AgentRuntimeDataPlaneClient
 from .kinds import AGENT_RUNTIME
@@ -46,6 +46,7 @@ class AgentRuntimeClient(ManagedSessionClient):
 
     kind = AGENT_RUNTIME
     delete_attached_on_stop = False
+    bootstraps_through_router = True
     dp_client: AgentRuntimeDataPlaneClient | None
 
     def __init__(
@@ -91,17 +92,8 @@ class AgentRuntimeClient(ManagedSessionClient):
             **self._service_options,
         )
 
-    def _create_flow(self) -> Flow[str]:
-        # The session is bootstrapped through the Router, not the WorkloadManager.
-        self.dp_client = self._new_data_plane()
-        return (
-            yield from _ops.bootstrap(
-                self.dp_client.target(None), sent=self._create_calls, on_id=self._claim
-            )
-        )
-
     def _open_data_plane(self, session_id: str) -> AgentRuntimeDataPlaneClient:
-        return self.dp_client if self.dp_client is not None else self._new_data_plane()
+        return self._new_data_plane()
 
     def invoke(self, payload: Any, timeout: float | None = None, path: str = "") -> Any:
         """POST ``payload`` as JSON to the agent at ``invocations/<path>``.

@@ -141,8 +141,7 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
         A string runs through ``sh -c`` (pipes, redirections and quoting work); a list is the
         argv itself. ``timeout`` in seconds (None or 0: 120); a timed-out command exits 124.
         """
-        result = self._run(_ops.execute_command(self._target, command, timeout))
-        return {"stdout": result.stdout, "stderr": result.stderr, "exit_code": result.exit_code}
+        return self._run(_ops.command_result(self._target, command, timeout))
 
     @overload
     def execute_command(
@@ -182,12 +181,7 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
         Raises:
             CommandExecutionError: non-zero exit (carries ``exit_code``, ``stderr``, ``command``).
         """
-        if background:
-            return self._run(_ops.start_background(self._target, command, log_file))
-        if log_file is not None:
-            raise InvalidArgumentError("log_file is only for background=True")
-        result = self._run(_ops.execute_command(self._target, command, timeout))
-        return _ops.check_exit(result, command)
+        return self._run(_ops.command_output(self._target, command, timeout, background, log_file))
 
     def run_code(self, language: str, code: str, timeout: float | None = None) -> str:
         """Run ``code`` in ``language`` (python, py, python3, bash, sh) and return its stdout.
@@ -201,8 +195,7 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
             InvalidArgumentError: unsupported language (a ValueError; nothing is sent).
             CommandExecutionError: the code exited non-zero (``command`` is the language).
         """
-        result = self._run(_ops.run_code(self._target, language, code, timeout))
-        return _ops.check_exit(result, language)
+        return self._run(_ops.code_output(self._target, language, code, timeout))
 
     # -- files -----------------------------------------------------------------------------------
 
