@@ -5,7 +5,11 @@
 ...     print(ci.run_code("python", "print(6 * 7)"))
 
 URLs come from the arguments or the ``WORKLOAD_MANAGER_URL`` / ``ROUTER_URL`` env vars.
+The async clients (``AsyncCodeInterpreterClient``, ``AsyncAgentRuntimeClient``,
+``AsyncManagedSessionClient``) need httpx: ``pip install "agentcube-sdk[async]"``.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from . import _logging  # noqa: F401  (installs the package NullHandler)
 from ._exit_cleanup import enable_exit_cleanup
@@ -68,3 +72,25 @@ __all__ = [
     "__version__",
     "enable_exit_cleanup",
 ]
+
+if TYPE_CHECKING:
+    from .aio import AsyncAgentRuntimeClient as AsyncAgentRuntimeClient
+    from .aio import AsyncCodeInterpreterClient as AsyncCodeInterpreterClient
+    from .aio import AsyncManagedSessionClient as AsyncManagedSessionClient
+
+_ASYNC_NAMES = frozenset(
+    {"AsyncAgentRuntimeClient", "AsyncCodeInterpreterClient", "AsyncManagedSessionClient"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    # The async clients are imported on first use: httpx is an optional dependency.
+    if name in _ASYNC_NAMES:
+        from . import aio
+
+        return getattr(aio, name)
+    raise AttributeError(f"module 'agentcube' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _ASYNC_NAMES)

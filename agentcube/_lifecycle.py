@@ -352,7 +352,7 @@ class SessionCore:
                 yield from self._delete_now_flow(None)
         except GeneratorExit:
             raise
-        except Exception as exc:
+        except BaseException as exc:
             self._reported = True
             message = (
                 f"could not delete session {sid} after a failed start ({type(exc).__name__}: "
@@ -361,6 +361,21 @@ class SessionCore:
             logger.error(message)
             add_note(cause, message)
             warnings.warn(message, ResourceWarning, stacklevel=6)
+            if not isinstance(exc, Exception):  # interrupted again: that one propagates
+                add_note(exc, message)
+                raise
+
+    def _name_left_running(self, exc: BaseException, what: str) -> None:
+        """A delete was interrupted before its answer: say which session may be running (it
+        stays owned and registered for exit cleanup, so a later ``stop()`` retries)."""
+        self._reported = True
+        message = (
+            f"{what} before session {self.session_id} was deleted; the sandbox may still be "
+            "running (call stop() again to delete it)"
+        )
+        logger.error(message)
+        add_note(exc, message)
+        warnings.warn(message, ResourceWarning, stacklevel=4)
 
     def _detach(self) -> str:
         if self.session_id is None or self._phase is Phase.ENDED:

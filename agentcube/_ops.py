@@ -175,6 +175,7 @@ def create_session(
         body=body,
         content_type="application/json",
         read_timeout=max(endpoint.read_timeout, CREATE_READ_TIMEOUT),
+        finish_on_cancel=True,
     )
     if sent is not None:
         sent.append(call)
@@ -243,6 +244,7 @@ def delete_session(
         ok=_NOT_FOUND,
         session_id=session_id,
         deadline=deadline,
+        finish_on_cancel=True,
     )
     if reply.status == 404:
         if not _is_workload_manager_message(reply):
@@ -275,6 +277,7 @@ def bootstrap_reply(target: RouterTarget, sent: list[Call] | None = None) -> Flo
         ok=_BOOTSTRAP_OK,
         retry=ONCE,
         read_timeout=max(target.endpoint.read_timeout, CREATE_READ_TIMEOUT),
+        finish_on_cancel=True,
     )
     if sent is not None:
         sent.append(call)

@@ -142,6 +142,7 @@ class Call:
     ``ok`` statuses are returned to the flow instead of raised. ``sink`` streams the body of a
     2xx answer into a local file (downloads). ``deadline`` (``time.monotonic()``) bounds every
     attempt together. ``secrets`` are scrubbed from whatever an error keeps of the answer.
+    ``finish_on_cancel`` marks a call whose answer must not be lost to a cancelled task.
     """
 
     __slots__ = (
@@ -150,6 +151,7 @@ class Call:
         "content_type",
         "deadline",
         "endpoint",
+        "finish_on_cancel",
         "headers",
         "method",
         "ok",
@@ -179,6 +181,7 @@ class Call:
         sink: Any = None,
         deadline: float | None = None,
         secrets: tuple[str, ...] = (),
+        finish_on_cancel: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self.method = method
@@ -194,6 +197,9 @@ class Call:
         self.sink = sink
         self.deadline = deadline
         self.secrets = secrets  # credentials sent other than as Authorization (a form field)
+        # Its answer says what it created or deleted: a cancelled task waits for that answer
+        # (see agentcube._async) so that nothing is lost between the server and the client.
+        self.finish_on_cancel = finish_on_cancel
         self.answer: Reply | None = None  # set by the transport as soon as an answer arrives
 
     @property

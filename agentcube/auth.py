@@ -56,7 +56,26 @@ def _check_bearer_token(token: str) -> str:
 
 def bearer_header_value(provider: AuthProvider) -> str | None:
     """The ``Authorization`` value for the provider's current token, or None for no header."""
-    token = provider.get_token()
+    return _bearer(provider.get_token())
+
+
+async def async_bearer_header_value(provider: AuthProvider) -> str | None:
+    """:func:`bearer_header_value` under asyncio: a provider with ``aget_token()`` (as
+    :class:`ServiceAccountAuth`) is awaited, a :class:`TokenAuth` asked directly, and any other
+    provider's ``get_token()`` runs in a thread (it may block: a file, a network fetch)."""
+    aget = getattr(provider, "aget_token", None)
+    if aget is not None:
+        token = await aget()
+    elif type(provider) is TokenAuth:
+        token = provider.get_token()
+    else:
+        import asyncio
+
+        token = await asyncio.to_thread(provider.get_token)
+    return _bearer(token)
+
+
+def _bearer(token: str | None) -> str | None:
     if token is None or token == "":
         return None
     return "Bearer " + _check_bearer_token(token)
@@ -190,6 +209,7 @@ class ServiceAccountAuth:
         self._session = session
         self._transport: Any = None
         self._lock = threading.Lock()
+        self._async_locks: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._token: str | None = None
         self._expires_at = 0.0
         _instances.add(self)
@@ -204,6 +224,21 @@ class ServiceAccountAuth:
             if self._transport is None:
                 self._transport = SyncTransport(self._session)
             return self._keep(run(self._fetch_flow(), self._transport))
+
+    async def aget_token(self) -> str:
+        """:meth:`get_token` for asyncio: the fetch goes through httpx (the ``async`` extra) and
+        never blocks the event loop; concurrent tasks of one loop wait for one fetch. The
+        ``session`` given to the constructor is not used here."""
+        token = self._token
+        if token and time.monotonic() < self._expires_at:
+            return token
+        from ._async import arun, loop_lock, shared_transport
+
+        async with loop_lock(self._async_locks):
+            token = self._token
+            if token and time.monotonic() < self._expires_at:
+                return token
+            return self._keep(await arun(self._fetch_flow(), shared_transport()))
 
     def invalidate(self) -> None:
         """Forget the cached token so that the next request fetches a new one."""
@@ -346,6 +381,7 @@ def _reset_locks_in_child() -> None:
     """A forked child must not wait forever on a lock a parent thread held at the fork."""
     for auth in list(_instances):
         auth._lock = threading.Lock()
+        auth._async_locks = weakref.WeakKeyDictionary()
         auth._transport = None  # the parent's connections are not the child's
 
 
