@@ -8,9 +8,11 @@ event loop, shared by every async client on it and closed when the loop shuts it
 generators down (``asyncio.run`` does).
 
 Cancellation: a call marked ``finish_on_cancel`` (a create, a bootstrap, a DELETE) whose task
-is cancelled while it is in flight is waited for once more, so that its answer (the new
+is cancelled while an attempt is in flight is waited for once more, so that its answer (the new
 session's id, or "deleted") reaches the flow; the cancellation is then thrown into the flow at
-its next step, or raised when it returns. A second cancellation abandons the call.
+its next step, or raised when it returns. No retry starts after the cancellation, and one
+cancelled in a retry's pause (nothing in flight) abandons the call at once. A second
+cancellation abandons the call.
 """
 
 from __future__ import annotations
@@ -117,11 +119,12 @@ class AsyncTransport:
     def client(self) -> httpx.AsyncClient:
         return self._client if self._client is not None else shared_client()
 
-    async def send(self, call: Call) -> Reply:
+    async def send(self, call: Call, flight: _Flight | None = None) -> Reply:
         """Send ``call`` (with its retries) and return the answer.
 
         Each attempt of a call without a file to stream is bounded in all by its connect plus
-        read timeouts, however slowly the server drips its answer.
+        read timeouts, however slowly the server drips its answer. ``flight``, when given, says
+        whether an attempt is on the wire, and once it is ``abandoned`` no new attempt starts.
 
         Raises:
             APIError: an error status not in ``call.ok``.
@@ -143,6 +146,8 @@ class AsyncTransport:
             cut = False
             started = time.perf_counter()
             request: httpx.Request | None = None
+            if flight is not None:
+                flight.sending = True
             try:
                 request = client.build_request(
                     call.method,
@@ -160,6 +165,8 @@ class AsyncTransport:
             except BaseException as exc:
                 failure = exc
                 forget_library_locals(exc, _LIBRARY_PREFIXES)
+            if flight is not None:
+                flight.sending = False
             del headers, authorization, request  # no frame of ours keeps the credential
             if cut:
                 raise connection_error(
@@ -184,7 +191,7 @@ class AsyncTransport:
                     failure, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
                 )
                 pause = call.retry_pause(attempt, never_sent=never_sent)
-                if pause is not None:
+                if pause is not None and not (flight is not None and flight.abandoned):
                     _log_retry(call, attempt, type(failure).__name__)
                     failure = None
                     await asyncio.sleep(pause)
@@ -207,7 +214,7 @@ class AsyncTransport:
             if isinstance(reply, Reply):
                 return reply
             pause = call.retry_pause(attempt, status=status, headers=reply.headers)
-            if pause is not None:
+            if pause is not None and not (flight is not None and flight.abandoned):
                 _log_retry(call, attempt, f"HTTP {status}")
                 await asyncio.sleep(pause)
                 continue
@@ -247,6 +254,18 @@ class AsyncTransport:
             return status, _Refused(response.headers, error)
         finally:
             await response.aclose()
+
+
+class _Flight:
+    """Where a call sent by :func:`_finish_on_cancel` is: ``sending`` while an attempt is on
+    the wire (its answer is worth waiting for); ``abandoned`` once its task was cancelled (no
+    new attempt may start: a retry's pause is not waited out after a cancel)."""
+
+    __slots__ = ("abandoned", "sending")
+
+    def __init__(self) -> None:
+        self.sending = False
+        self.abandoned = False
 
 
 class _Refused:
@@ -430,14 +449,21 @@ async def arun(flow: Flow[T], transport: AsyncTransport) -> T:
 async def _finish_on_cancel(
     transport: AsyncTransport, call: Call
 ) -> tuple[Any, BaseException | None]:
-    """Send ``call``; when the task is cancelled meanwhile, wait for the answer once more and
-    return it with the cancellation to deliver afterwards."""
-    task = asyncio.ensure_future(transport.send(call))
+    """Send ``call``; when the task is cancelled while an attempt is on the wire, wait for
+    that attempt's answer (no retry after it) and return it with the cancellation to deliver
+    afterwards. Cancelled with nothing on the wire (before the first attempt, or in a retry's
+    pause), the call is abandoned at once."""
+    flight = _Flight()
+    task = asyncio.ensure_future(transport.send(call, flight))
     try:
         return await asyncio.shield(task), None
     except asyncio.CancelledError as cancelled:
+        flight.abandoned = True
         if task.done() and not task.cancelled() and task.exception() is None:
             return task.result(), cancelled
+        if not task.done() and not flight.sending:
+            task.cancel()  # waiting to retry (or to send): there is no answer to wait for
+            raise
         logger.info("%s: cancelled while in flight; waiting for its answer", call.describe())
         try:
             result = await task  # a second cancellation cancels the call too, and propagates
