@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 from ._protocol import Call, FileRange, Flow, Local, Multipart, Reply, connection_error
 from ._responses import detached_response, forget_library_locals, library_prefixes, sent_secrets
-from .auth import async_bearer_header_value
+from .auth import _async_bearer_header_value
 from .exceptions import InvalidArgumentError, error_from_reply
 
 logger = logging.getLogger("agentcube._http")
@@ -139,7 +139,7 @@ class AsyncTransport:
             headers = call.request_headers()
             authorization = None
             if call.endpoint.auth is not None:
-                authorization = await async_bearer_header_value(call.endpoint.auth)
+                authorization = await _async_bearer_header_value(call.endpoint.auth)
                 if authorization is not None:
                     headers["Authorization"] = authorization
             failure: BaseException | None = None

@@ -48,6 +48,12 @@ def resolve_url(value: str | None, env_var: str, arg_name: str, *, required: boo
 
 
 _HOST = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\]")
+# In ASCII text: a space (what str.isspace() finds there) or a control character.
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+# URLs found valid, and what validate_url returned for them: a process checks the same one
+# or two URLs for every client it makes; each is checked in full once.
+_VALID_URLS: dict[str, str] = {}
+_VALID_URLS_MAX = 64
 
 
 def validate_url(url: str, what: str) -> str:
@@ -55,8 +61,11 @@ def validate_url(url: str, what: str) -> str:
     query, fragment or credentials); return it without a trailing '/'."""
     if not isinstance(url, str):
         raise InvalidArgumentError(f"{what} must be a string, not {type(url).__name__}")
+    valid = _VALID_URLS.get(url)
+    if valid is not None:
+        return valid
     text = url.strip()
-    if not text.isascii() or any(c.isspace() or ord(c) < 0x20 or c == "\x7f" for c in text):
+    if not text.isascii() or _SPACE_OR_CONTROL.search(text):
         raise InvalidArgumentError(f"{what} must be an ASCII URL without spaces or controls")
     try:
         parts = urlsplit(text)
@@ -72,7 +81,10 @@ def validate_url(url: str, what: str) -> str:
     host = parts.netloc.rpartition(":")[0] if port is not None else parts.netloc
     if not _HOST.fullmatch(host) or port == 0:
         raise InvalidArgumentError(f"{what} has an invalid host or port")
-    return text.rstrip("/")
+    valid = text.rstrip("/")
+    if len(_VALID_URLS) < _VALID_URLS_MAX:
+        _VALID_URLS[url] = valid
+    return valid
 
 
 def is_valid_session_id(value: object) -> bool:

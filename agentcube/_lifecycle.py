@@ -191,7 +191,7 @@ class SessionCore:
         """Create a session and return its id (default: through the WorkloadManager).
 
         An override appends its create call to ``self._create_calls`` and hands the id to
-        ``self._claim`` the moment it reads it (as :func:`agentcube._ops.create_session` does),
+        ``self._claim`` the moment it reads it (as :func:`agentcube._ops.create_session_id` does),
         so that nothing can interrupt the client between the answer and its ownership.
         """
         if self.bootstraps_through_router:
@@ -201,17 +201,18 @@ class SessionCore:
                 )
             )
         assert self._control is not None
-        created = yield from _ops.create_session(
-            self._control,
-            self.kind,
-            self.name,
-            self.namespace,
-            ttl=self._ttl,
-            metadata=self._metadata,
-            sent=self._create_calls,
-            on_id=self._claim,
+        return (
+            yield from _ops.create_session_id(
+                self._control,
+                self.kind,
+                self.name,
+                self.namespace,
+                ttl=self._ttl,
+                metadata=self._metadata,
+                sent=self._create_calls,
+                on_id=self._claim,
+            )
         )
-        return created.session_id
 
     @classmethod
     def _creates_through_control_plane(cls) -> bool:

@@ -157,6 +157,37 @@ def create_session(
     2-minute bound. Only a valid ``sessionId`` is required of the answer. The call is appended
     to ``sent`` before it goes out, and ``on_id`` gets the new id the moment it is read.
     """
+    body = yield from _create(endpoint, kind, name, namespace, ttl, metadata, sent, on_id)
+    return _create_model(body)
+
+
+def create_session_id(
+    endpoint: Endpoint,
+    kind: ResourceKind,
+    name: str,
+    namespace: str,
+    *,
+    ttl: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    sent: list[Call] | None = None,
+    on_id: Callable[[str], None] | None = None,
+) -> Flow[str]:
+    """:func:`create_session` returning only the new id (no wire model is built)."""
+    body = yield from _create(endpoint, kind, name, namespace, ttl, metadata, sent, on_id)
+    session_id: str = body["sessionId"]
+    return session_id
+
+
+def _create(
+    endpoint: Endpoint,
+    kind: ResourceKind,
+    name: str,
+    namespace: str,
+    ttl: int | None,
+    metadata: Mapping[str, Any] | None,
+    sent: list[Call] | None,
+    on_id: Callable[[str], None] | None,
+) -> Flow[dict[str, Any]]:
     check_name(name, "name")
     check_namespace(namespace)
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
@@ -180,9 +211,9 @@ def create_session(
     if sent is not None:
         sent.append(call)
     reply = yield call
-    created = parse_create_answer(reply, kind, on_id)
-    logger.info("created %s session %s", kind.name, created.session_id)
-    return created
+    answer = _create_body(reply, kind, on_id)
+    logger.info("created %s session %s", kind.name, answer["sessionId"])
+    return answer
 
 
 def created_session_id(reply: Reply | None) -> str | None:
@@ -200,8 +231,13 @@ def created_session_id(reply: Reply | None) -> str | None:
 def parse_create_answer(
     reply: Reply, kind: ResourceKind, on_id: Callable[[str], None] | None = None
 ) -> CreateSessionResponse:
-    from .models import CreateSessionResponse
+    return _create_model(_create_body(reply, kind, on_id))
 
+
+def _create_body(
+    reply: Reply, kind: ResourceKind, on_id: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """The create answer as a dict with a valid ``sessionId`` (handed to ``on_id`` at once)."""
     try:
         body = reply.json()
     except ValueError:
@@ -216,10 +252,16 @@ def parse_create_answer(
     if on_id is not None:
         on_id(session_id)
     assert isinstance(body, dict)
+    return body
+
+
+def _create_model(body: dict[str, Any]) -> CreateSessionResponse:
+    from .models import CreateSessionResponse
+
     try:
         return CreateSessionResponse.model_validate(body)
     except ValueError:  # the id is what matters; never lose it over another field
-        return CreateSessionResponse.model_construct(session_id=session_id)
+        return CreateSessionResponse.model_construct(session_id=body["sessionId"])
 
 
 def delete_session(
@@ -375,6 +417,56 @@ def execute(
     ``timeout`` (seconds; None or 0: 120) is enforced by the sandbox (exit code 124); the HTTP
     read timeout is that plus 30 s, so the sandbox always answers first.
     """
+    reply = yield _execute_call(target, command, timeout, working_dir, env)
+    return parse_execute_answer(reply, target.session_id)
+
+
+class Executed:
+    """What the SDK's own commands read of an ``api/execute`` answer (no wire model built)."""
+
+    __slots__ = ("exit_code", "stderr", "stdout")
+
+    def __init__(self, exit_code: int, stdout: str, stderr: str) -> None:
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+def run_argv(target: RouterTarget, command: list[str], timeout: float | None) -> Flow[Executed]:
+    """:func:`execute` for the SDK's own use: the exit code and the output, nothing more."""
+    reply = yield _execute_call(target, command, timeout, None, None)
+    return parse_executed(reply, target.session_id)
+
+
+def parse_executed(reply: Reply, session_id: str | None) -> Executed:
+    """The answer as :func:`parse_execute_answer` reads it, without building the model when
+    the answer has the usual shape (an int exit code, string or null output)."""
+    try:
+        body = reply.json()
+    except ValueError:
+        body = None
+    if type(body) is dict:
+        code = body.get("exit_code")
+        out = body.get("stdout")
+        err = body.get("stderr")
+        if (
+            type(code) is int
+            and (out is None or type(out) is str)
+            and (err is None or type(err) is str)
+        ):
+            return Executed(code, out or "", err or "")
+    # Any other shape: the model decides (it accepts some, and words the error).
+    model = parse_execute_answer(reply, session_id)
+    return Executed(model.exit_code, model.stdout, model.stderr)
+
+
+def _execute_call(
+    target: RouterTarget,
+    command: list[str],
+    timeout: float | None,
+    working_dir: str | None,
+    env: Mapping[str, str] | None,
+) -> Call:
     argv = check_argv(command)
     seconds = command_timeout(timeout)
     body: dict[str, Any] = {"command": argv, "timeout": go_duration(seconds)}
@@ -387,14 +479,13 @@ def execute(
         ):
             raise InvalidArgumentError("env must map variable names to string values")
         body["env"] = dict(env)
-    reply = yield target.call(
+    return target.call(
         "POST",
         "api/execute",
         body=encode_json(body),
         content_type="application/json",
         read_timeout=seconds + EXECUTE_MARGIN,
     )
-    return parse_execute_answer(reply, target.session_id)
 
 
 def parse_execute_answer(reply: Reply, session_id: str | None) -> ExecuteResponse:
@@ -455,27 +546,27 @@ _DEADLINE_SLACK = 10.0
 
 def execute_command(
     target: RouterTarget, command: str | list[str], timeout: float | None
-) -> Flow[ExecuteResponse]:
+) -> Flow[Executed]:
     """Run a string (through ``sh -c``, its whole process group stopped at the timeout) or an
     argv list (run as is); the answer, whatever the exit code."""
     if not isinstance(command, str):
-        return (yield from execute(target, check_argv(command), timeout))
+        return (yield from run_argv(target, check_argv(command), timeout))
     if not command.strip():
         raise InvalidArgumentError("command must not be empty")
     return (yield from _execute_shell(target, command, command_timeout(timeout)))
 
 
-def _execute_shell(target: RouterTarget, script: str, seconds: float) -> Flow[ExecuteResponse]:
+def _execute_shell(target: RouterTarget, script: str, seconds: float) -> Flow[Executed]:
     _check_text(script, "command")
     limit = f"{math.ceil(seconds * 1000) / 1000:.3f}"
     argv = ["sh", "-c", _UNDER_DEADLINE, "sh", script, limit]
-    result = yield from execute(target, argv, seconds + _DEADLINE_SLACK)
+    result = yield from run_argv(target, argv, seconds + _DEADLINE_SLACK)
     if result.exit_code == 124 and "Command timed out after" not in result.stderr:
         result.stderr += f"Command timed out after {seconds:.0f} seconds"
     return result
 
 
-def check_exit(result: ExecuteResponse, command: str | list[str] | None) -> str:
+def check_exit(result: Executed, command: str | list[str] | None) -> str:
     """stdout of a command that exited 0; CommandExecutionError otherwise."""
     if result.exit_code != 0:
         raise CommandExecutionError(result.exit_code, result.stderr, command, result.stdout)
@@ -548,7 +639,7 @@ def start_background(
             "./" + log,
             *check_argv(command),
         ]
-    result = yield from execute(target, argv, 30.0)
+    result = yield from run_argv(target, argv, 30.0)
     pid = check_exit(result, command).strip()
     if not pid.isdigit():
         raise DataPlaneError(f"the sandbox did not report the background process id: {pid!r}")
@@ -558,7 +649,7 @@ def start_background(
 
 def run_code(
     target: RouterTarget, language: str, code: str, timeout: float | None
-) -> Flow[ExecuteResponse]:
+) -> Flow[Executed]:
     """Write ``code`` to a file, then run it with the language's interpreter (two requests).
 
     The script is opened and removed before the code starts (so nothing is left behind, even
@@ -700,6 +791,18 @@ def write_file(
     part_size: object = None,
 ) -> Flow[FileInfo]:
     """Write text (UTF-8) or bytes to ``remote_path`` in the sandbox (see :func:`upload`)."""
+    info = yield from write_file_answer(target, content, remote_path, mode, part_size)
+    return file_info(info)
+
+
+def write_file_answer(
+    target: RouterTarget,
+    content: object,
+    remote_path: str,
+    mode: object = None,
+    part_size: object = None,
+) -> Flow[dict[str, Any]]:
+    """:func:`write_file` returning the file's info as a dict (no wire model is built)."""
     if isinstance(content, str):
         _check_text(content, "content")
         data = content.encode("utf-8")
@@ -719,6 +822,18 @@ def upload_file(
 ) -> Flow[FileInfo]:
     """Stream a local file to ``remote_path`` (see :func:`upload`); FileNotFoundError before
     anything is sent when it does not exist."""
+    info = yield from upload_file_answer(target, local_path, remote_path, mode, part_size)
+    return file_info(info)
+
+
+def upload_file_answer(
+    target: RouterTarget,
+    local_path: str,
+    remote_path: str,
+    mode: object = None,
+    part_size: object = None,
+) -> Flow[dict[str, Any]]:
+    """:func:`upload_file` returning the file's info as a dict (no wire model is built)."""
     import os
 
     path = os.fspath(local_path)
@@ -735,14 +850,14 @@ def upload(
     remote_path: str,
     mode: object = None,
     part_size: object = None,
-) -> Flow[FileInfo]:
+) -> Flow[dict[str, Any]]:
     """Put ``source`` at ``remote_path``: one multipart ``POST api/files`` up to ``part_size``
     bytes (8 MiB), else in parts assembled in the sandbox (see :func:`_upload_in_parts`).
 
     A ``mode`` asked for holds also over an existing file (the sandbox applies it only when it
     creates the file): when the answer shows another mode, one ``chmod`` follows. Without a
     mode, a new file gets the sandbox's default (0644 less its umask) and an existing file
-    keeps its mode.
+    keeps its mode. Returns the file's info as the sandbox answered it (see :func:`file_info`).
     """
     remote = workspace_path(remote_path, allow_root=False)
     bits = check_mode(mode)
@@ -751,19 +866,19 @@ def upload(
     if size > limit:
         return (yield from _upload_in_parts(target, source, size, remote, bits, limit))
     info = yield from _upload_one(target, source, remote, bits)
-    if bits is not None and parse_mode(info.mode) != bits:
+    if bits is not None and parse_mode(info.get("mode")) != bits:
         yield from _run_checked(
             target,
-            ["chmod", f"{bits:o}", "./" + (info.path or remote)],
+            ["chmod", f"{bits:o}", "./" + (info.get("path") or remote)],
             f"{remote_path!r} was written but its mode could not be set",
         )
-        info.mode = go_mode_string(bits)
+        info["mode"] = go_mode_string(bits)
     return info
 
 
 def _upload_one(
     target: RouterTarget, source: bytes | FileRange, remote: str, bits: int | None
-) -> Flow[FileInfo]:
+) -> Flow[dict[str, Any]]:
     fields = {"path": remote, "mode": f"{0o644 if bits is None else bits & 0o777:04o}"}
     body = Multipart(fields, source, secrets.token_hex(16))
     reply = yield target.call("POST", "api/files", body=body)
@@ -791,7 +906,7 @@ def _upload_in_parts(
     remote: str,
     bits: int | None,
     part_size: int,
-) -> Flow[FileInfo]:
+) -> Flow[dict[str, Any]]:
     """Upload ``source`` as parts under a hidden directory beside the target, then assemble
     them into the target in the sandbox, atomically (``ceil(size / part_size) + 1`` requests).
     A failure removes the parts; no half file ever appears at the target."""
@@ -820,30 +935,50 @@ def _upload_in_parts(
             target, ["rm", "-rf", "--", parts_dir, tmp], f"the parts of {remote!r}"
         )
         raise
-    from .models import FileInfo
-
-    return FileInfo(path=remote, size=size, mode=None if bits is None else go_mode_string(bits))
+    return {"path": remote, "size": size, "mode": None if bits is None else go_mode_string(bits)}
 
 
 def _clean_up(target: RouterTarget, argv: list[str], what: str) -> Flow[None]:
     """Best effort: run a cleanup command; a failure is logged, never raised."""
     try:
-        yield from execute(target, argv, 10.0)
+        yield from run_argv(target, argv, 10.0)
     except Exception as exc:
         logger.warning("could not remove %s: %s", what, exc)
 
 
-def _run_checked(target: RouterTarget, argv: list[str], what: str) -> Flow[ExecuteResponse]:
-    result = yield from execute(target, argv, 60.0)
+def _run_checked(target: RouterTarget, argv: list[str], what: str) -> Flow[Executed]:
+    result = yield from run_argv(target, argv, 60.0)
     if result.exit_code != 0:
         raise DataPlaneError(f"{what}: {result.stderr.strip() or f'exit code {result.exit_code}'}")
     return result
 
 
-def parse_file_info(reply: Reply, session_id: str | None) -> FileInfo:
+def parse_file_info(reply: Reply, session_id: str | None) -> dict[str, Any]:
+    """The answer of ``POST api/files`` as a dict, checked as :class:`~agentcube.models.FileInfo`
+    checks it (the model is built only when the answer has an unusual shape)."""
+    try:
+        body = reply.json()
+    except ValueError:
+        body = None
+    if type(body) is dict:
+        mode = body.get("mode")
+        if (
+            type(body.get("path", "")) is str
+            and type(body.get("size", 0)) is int
+            and (mode is None or type(mode) is str)
+        ):
+            return body
     from .models import FileInfo
 
-    return _parse_model(FileInfo, reply, "api/files", session_id)
+    model = _parse_model(FileInfo, reply, "api/files", session_id)
+    return model.model_dump()
+
+
+def file_info(info: dict[str, Any]) -> FileInfo:
+    """The :class:`~agentcube.models.FileInfo` of a checked file-info dict."""
+    from .models import FileInfo
+
+    return FileInfo.model_validate(info)
 
 
 def download_file(target: RouterTarget, remote_path: str, local_path: str) -> Flow[None]:

@@ -9,15 +9,21 @@ its own ``requests.Session`` so cookies never pass between clients.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.cookies import cookiejar_from_dict
+from requests.hooks import default_hooks
+from requests.models import DEFAULT_REDIRECT_LIMIT
+from requests.utils import default_headers
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -63,6 +69,9 @@ class _Watchdog:
         self._active: dict[int, _Watch] = {}
         self._thread: threading.Thread | None = None
         self._local = threading.local()
+        # The deadline the thread sleeps until (inf: until notified). An attempt whose
+        # deadline comes later needs no wake-up: the thread looks again when it wakes.
+        self._next = math.inf
 
     def start(self) -> bool:
         with self._lock:
@@ -84,7 +93,8 @@ class _Watchdog:
         self._local.watch = watch
         with self._lock:
             self._active[id(watch)] = watch
-            if self._start_locked():
+            if self._start_locked() and watch.deadline < self._next:
+                self._next = watch.deadline
                 self._lock.notify()
         return watch
 
@@ -100,15 +110,20 @@ class _Watchdog:
 
     def _run(self) -> None:
         _keep_signals_for_the_main_thread()
-        with self._lock:
-            while True:
+        lock = self._lock
+        with lock:
+            # A thread whose lock was replaced (forget_in_child) is no longer the watchdog: it
+            # ends when it next wakes, and never waits on a lock it does not hold.
+            while self._lock is lock:
                 if not self._active:
-                    self._lock.wait()
+                    self._next = math.inf
+                    lock.wait()
                     continue
                 watch = min(self._active.values(), key=lambda w: w.deadline)
                 left = watch.deadline - time.monotonic()
                 if left > 0:
-                    self._lock.wait(left)
+                    self._next = watch.deadline
+                    lock.wait(left)
                     continue
                 del self._active[id(watch)]
                 sock = getattr(watch.conn, "sock", None)
@@ -123,6 +138,7 @@ class _Watchdog:
         self._lock = threading.Condition(threading.Lock())
         self._active = {}
         self._thread = None
+        self._next = math.inf
 
 
 _watchdog = _Watchdog()
@@ -184,9 +200,42 @@ def pooled_session() -> requests.Session:
         if _pool is None:
             _pool = _Adapter(pool_maxsize=_POOL_MAXSIZE)
         pool = _pool
-    session = requests.Session()
+    session = _bare_session()
     session.mount("https://", pool)
     session.mount("http://", pool)
+    return session
+
+
+# What requests.Session.__init__ sets (its pickled state); a requests that sets anything else
+# gets its sessions built by requests itself.
+_SESSION_STATE = frozenset(
+    {
+        *("headers", "cookies", "auth", "proxies", "hooks", "params", "verify", "cert"),
+        *("adapters", "stream", "trust_env", "max_redirects"),
+    }
+)
+_KNOWN_SESSION = frozenset(getattr(requests.Session, "__attrs__", ())) == _SESSION_STATE
+
+
+def _bare_session() -> requests.Session:
+    """``requests.Session()`` without the two default adapters (each with its urllib3 pool
+    manager) that it builds only for the shared pool to replace them: what its ``__init__``
+    sets, with the same defaults, and no adapter yet."""
+    if not _KNOWN_SESSION:
+        return requests.Session()
+    session = requests.Session.__new__(requests.Session)
+    session.headers = default_headers()  # type: ignore[assignment]
+    session.auth = None
+    session.proxies = {}
+    session.hooks = default_hooks()
+    session.params = {}
+    session.stream = False
+    session.verify = True
+    session.cert = None
+    session.max_redirects = DEFAULT_REDIRECT_LIMIT
+    session.trust_env = True
+    session.cookies = cookiejar_from_dict({})  # type: ignore[no-untyped-call]
+    session.adapters = OrderedDict()
     return session
 
 

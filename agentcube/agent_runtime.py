@@ -14,6 +14,8 @@ from .session import ManagedSessionClient
 
 __all__ = ["AgentRuntimeClient"]
 
+_LOGGER = logging.getLogger(__name__)
+
 
 class AgentRuntimeClient(ManagedSessionClient):
     """An agent-runtime sandbox session.
@@ -67,7 +69,7 @@ class AgentRuntimeClient(ManagedSessionClient):
         router_auth: AuthProvider | None = None,
     ) -> None:
         self.agent_name = agent_name
-        self.logger = logging.getLogger(__name__)
+        self.logger = _LOGGER
         super().__init__(
             name=agent_name,
             namespace=namespace,
@@ -93,7 +95,10 @@ class AgentRuntimeClient(ManagedSessionClient):
         )
 
     def _open_data_plane(self, session_id: str) -> AgentRuntimeDataPlaneClient:
-        return self._new_data_plane()
+        # Everything was validated by the constructor: no URL or name is checked again.
+        return AgentRuntimeDataPlaneClient._for_session(
+            self._router, self._transport, self.namespace, self.name
+        )
 
     def invoke(self, payload: Any, timeout: float | None = None, path: str = "") -> Any:
         """POST ``payload`` as JSON to the agent at ``invocations/<path>``.

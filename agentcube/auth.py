@@ -59,7 +59,7 @@ def bearer_header_value(provider: AuthProvider) -> str | None:
     return _bearer(provider.get_token())
 
 
-async def async_bearer_header_value(provider: AuthProvider) -> str | None:
+async def _async_bearer_header_value(provider: AuthProvider) -> str | None:
     """:func:`bearer_header_value` under asyncio: a provider with ``aget_token()`` (as
     :class:`ServiceAccountAuth`) is awaited, a :class:`TokenAuth` asked directly, and any other
     provider's ``get_token()`` runs in a thread (it may block: a file, a network fetch)."""

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal, overload
 
+from . import _ops
 from ._ops import BackgroundProcess
 from ._protocol import RetryPolicy
 from .auth import AuthProvider
@@ -15,6 +16,8 @@ from .kinds import CODE_INTERPRETER
 from .session import ManagedSessionClient
 
 __all__ = ["CodeInterpreterClient"]
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class CodeInterpreterClient(ManagedSessionClient):
@@ -71,7 +74,7 @@ class CodeInterpreterClient(ManagedSessionClient):
         router_auth: AuthProvider | None = None,
     ) -> None:
         self.ttl = ttl
-        self.logger = logging.getLogger(__name__)
+        self.logger = _LOGGER
         super().__init__(
             name=name,
             namespace=namespace,
@@ -91,13 +94,10 @@ class CodeInterpreterClient(ManagedSessionClient):
         )
 
     def _open_data_plane(self, session_id: str) -> CodeInterpreterDataPlaneClient:
-        return CodeInterpreterDataPlaneClient(
-            session_id=session_id,
-            router_url=self.router_url,
-            namespace=self.namespace,
-            cr_name=self.name,
-            **self._service_options,
-            kind=self.kind,
+        # Everything was validated by the constructor and the create: no URL, name or id is
+        # checked again.
+        return CodeInterpreterDataPlaneClient._for_session(
+            self._router, self._transport, self.kind, self.namespace, self.name, session_id
         )
 
     @property
@@ -191,7 +191,8 @@ class CodeInterpreterClient(ManagedSessionClient):
         ``mode`` (e.g. ``"0755"``) holds also over an existing file. Files over ``part_size``
         (8 MiB) go in parts assembled in the sandbox atomically.
         """
-        self.data_plane.write_file(content, remote_path, mode=mode, part_size=part_size)
+        dp = self.data_plane  # the file's info is not returned: no wire model is built for it
+        dp._run(_ops.write_file_answer(dp._target, content, remote_path, mode, part_size))
 
     def upload_file(
         self,
@@ -202,7 +203,10 @@ class CodeInterpreterClient(ManagedSessionClient):
         part_size: int | None = None,
     ) -> None:
         """Stream a local file to ``remote_path``, any size, in constant memory."""
-        self.data_plane.upload_file(local_path, remote_path, mode=mode, part_size=part_size)
+        dp = self.data_plane
+        dp._run(
+            _ops.upload_file_answer(dp._target, os.fspath(local_path), remote_path, mode, part_size)
+        )
 
     def download_file(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:
         """Stream ``remote_path`` to ``local_path`` (missing directories are created); a

@@ -124,3 +124,48 @@ def download(http: requests.Session, base: str, session_id: str, remote: str, lo
         with open(local, "wb") as out:
             for chunk in response.iter_content(CHUNK):
                 out.write(chunk)
+
+
+def execute(http: requests.Session, base: str, session_id: str, argv: list[str]) -> str:
+    """``POST api/execute`` with the body ``execute_command`` sends; stdout of a zero exit."""
+    body = {"command": argv, "timeout": "130s"}
+    response = http.post(
+        base + "api/execute",
+        json=body,
+        headers={SESSION_HEADER: session_id},
+        timeout=(5.0, 160.0),
+    )
+    response.raise_for_status()
+    answer = response.json()
+    if answer["exit_code"] != 0:
+        raise RuntimeError(f"exit code {answer['exit_code']}")
+    stdout: str = answer["stdout"] or ""
+    return stdout
+
+
+def write(http: requests.Session, base: str, session_id: str, data: bytes, remote: str) -> None:
+    """``POST api/files``: the multipart body ``write_file`` sends, built in memory."""
+    boundary = secrets.token_hex(16)
+    disposition = "--" + boundary + '\r\nContent-Disposition: form-data; name="{}"'
+    fields = {"path": remote, "mode": "0644"}
+    head = "".join(f"{disposition.format(k)}\r\n\r\n{v}\r\n" for k, v in fields.items())
+    head += (
+        disposition.format("file") + '; filename="upload"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    )
+    body = head.encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    headers = {
+        SESSION_HEADER: session_id,
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+    }
+    response = http.post(base + "api/files", data=body, headers=headers, timeout=TIMEOUT)
+    response.raise_for_status()
+    response.json()
+
+
+def list_files(http: requests.Session, base: str, session_id: str, path: str) -> Any:
+    response = http.get(
+        base + "api/files?path=" + path, headers={SESSION_HEADER: session_id}, timeout=TIMEOUT
+    )
+    response.raise_for_status()
+    return response.json()["files"]

@@ -10,14 +10,16 @@ import requests
 from .. import _ops
 from .._config import ROUTER_URL_ENV, check_session_id
 from .._ops import RouterTarget
-from .._protocol import RetryPolicy
-from .._sync import detached
+from .._protocol import Endpoint, RetryPolicy
+from .._sync import SyncTransport, detached
 from ..auth import AuthProvider
 from ..exceptions import SESSION_HEADER, InvalidArgumentError
 from ..kinds import AGENT_RUNTIME
 from ._base import ServiceClient
 
 __all__ = ["AgentRuntimeDataPlaneClient"]
+
+_LOGGER = logging.getLogger(f"{__name__}.AgentRuntimeDataPlaneClient")
 
 
 class AgentRuntimeDataPlaneClient(ServiceClient):
@@ -56,7 +58,7 @@ class AgentRuntimeDataPlaneClient(ServiceClient):
         retry: RetryPolicy | None = None,
         session: requests.Session | None = None,
     ) -> None:
-        self.logger = logging.getLogger(f"{__name__}.AgentRuntimeDataPlaneClient")
+        self.logger = _LOGGER
         self.namespace = namespace
         self.agent_name = agent_name
         if auth is not None and not callable(getattr(auth, "get_token", None)):
@@ -76,6 +78,24 @@ class AgentRuntimeDataPlaneClient(ServiceClient):
         self._target = RouterTarget.of(self._endpoint, AGENT_RUNTIME, namespace, agent_name)
         self.router_url = self._endpoint.base_url
         self.base_url = self.router_url + self._target.prefix
+
+    @classmethod
+    def _for_session(
+        cls, endpoint: Endpoint, transport: SyncTransport, namespace: str, agent_name: str
+    ) -> AgentRuntimeDataPlaneClient:
+        """The data plane of a session client, which validated every part already (its
+        Router endpoint and names) and shares its transport."""
+        client = cls.__new__(cls)
+        client.logger = _LOGGER
+        client.namespace = namespace
+        client.agent_name = agent_name
+        client._adopt(endpoint, transport)
+        client._target = RouterTarget.with_prefix(
+            endpoint, AGENT_RUNTIME.invocations_path(namespace, agent_name)
+        )
+        client.router_url = endpoint.base_url
+        client.base_url = client.router_url + client._target.prefix
+        return client
 
     def __repr__(self) -> str:
         return f"AgentRuntimeDataPlaneClient(base_url={self.base_url!r})"

@@ -13,16 +13,19 @@ import requests
 from .. import _ops
 from .._config import ROUTER_URL_ENV, check_session_id, resolve_url, validate_url
 from .._ops import BackgroundProcess, RouterTarget
-from .._protocol import RetryPolicy
+from .._protocol import Endpoint, RetryPolicy
+from .._sync import SyncTransport
 from ..auth import AuthProvider
 from ..exceptions import InvalidArgumentError
 from ..kinds import CODE_INTERPRETER, ResourceKind
-from ._base import ServiceClient
+from ._base import _DEFAULT_POOL, ServiceClient
 
 if TYPE_CHECKING:
     from ..models import ExecuteResponse, FileInfo
 
 __all__ = ["CodeInterpreterDataPlaneClient"]
+
+_LOGGER = logging.getLogger(f"{__name__}.CodeInterpreterDataPlaneClient")
 
 
 class CodeInterpreterDataPlaneClient(ServiceClient):
@@ -67,7 +70,7 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
         session: requests.Session | None = None,
         kind: ResourceKind = CODE_INTERPRETER,
     ) -> None:
-        self.logger = logging.getLogger(f"{__name__}.CodeInterpreterDataPlaneClient")
+        self.logger = _LOGGER
         self.session_id = check_session_id(session_id)
         self.namespace = namespace
         self.cr_name = cr_name
@@ -96,6 +99,31 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
                 self._endpoint, kind, namespace, cr_name, self.session_id
             )
         self.base_url = self._endpoint.base_url + self._target.prefix
+
+    @classmethod
+    def _for_session(
+        cls,
+        endpoint: Endpoint,
+        transport: SyncTransport,
+        kind: ResourceKind,
+        namespace: str,
+        cr_name: str,
+        session_id: str,
+    ) -> CodeInterpreterDataPlaneClient:
+        """The data plane of a session client, which validated every part already (its
+        Router endpoint, names and session id) and shares its transport."""
+        client = cls.__new__(cls)
+        client.logger = _LOGGER
+        client.session_id = session_id
+        client.namespace = namespace
+        client.cr_name = cr_name
+        client.pool_connections = client.pool_maxsize = _DEFAULT_POOL
+        client._adopt(endpoint, transport)
+        client._target = RouterTarget.with_prefix(
+            endpoint, kind.invocations_path(namespace, cr_name), session_id
+        )
+        client.base_url = endpoint.base_url + client._target.prefix
+        return client
 
     @property
     def name(self) -> str | None:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ControlPlaneClient"]
 
+_LOGGER = logging.getLogger(f"{__name__}.ControlPlaneClient")
+
 
 class ControlPlaneClient(ServiceClient):
     """Creates and deletes sandbox sessions through the WorkloadManager.
@@ -59,7 +61,7 @@ class ControlPlaneClient(ServiceClient):
         retry: RetryPolicy | None = None,
         session: requests.Session | None = None,
     ) -> None:
-        self.logger = logging.getLogger(f"{__name__}.ControlPlaneClient")
+        self.logger = _LOGGER
         self._auth = resolve_auth(auth, auth_token, service_account=True)
         self._setup(
             workload_manager_url,
@@ -78,7 +80,7 @@ class ControlPlaneClient(ServiceClient):
     def _from_endpoint(cls, endpoint: Endpoint, transport: SyncTransport) -> ControlPlaneClient:
         """The control-plane client of a session client (which resolved the endpoint)."""
         client = cls.__new__(cls)
-        client.logger = logging.getLogger(f"{__name__}.ControlPlaneClient")
+        client.logger = _LOGGER
         client._auth = endpoint.auth
         client._adopt(endpoint, transport)
         return client

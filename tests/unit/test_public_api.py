@@ -30,7 +30,7 @@ INTERNAL_HELPERS = {
     "agentcube.auth.bearer_header_value",  # how a provider becomes a header
 }
 # Sub-namespaces with their own curated ``__all__`` (checked separately below).
-OWN_NAMESPACES = ("agentcube.clients", "agentcube.models")
+OWN_NAMESPACES = ("agentcube.clients", "agentcube.models", "agentcube.aio")
 # Names from private modules that users need.
 PRIVATE_MODULE_EXPORTS = {"RetryPolicy", "enable_exit_cleanup"}
 
@@ -232,3 +232,27 @@ def test_package_is_typed():
 @pytest.mark.parametrize("name", ["ManagedSessionClient", "StopOutcome", "ResourceKind"])
 def test_lifecycle_names_at_top_level(name):
     assert name in agentcube.__all__
+
+
+def test_async_clients_are_exported_lazily():
+    """The async names come from ``agentcube`` (httpx is imported only when one is asked for)."""
+    import agentcube.aio as aio
+
+    for name in (
+        "AsyncManagedSessionClient",
+        "AsyncCodeInterpreterClient",
+        "AsyncAgentRuntimeClient",
+    ):
+        assert getattr(agentcube, name) is getattr(aio, name)
+        assert name in dir(agentcube)
+    with pytest.raises(AttributeError):
+        agentcube.NoSuchClient  # noqa: B018
+
+
+def test_importing_agentcube_does_not_import_httpx():
+    import subprocess
+    import sys
+
+    code = "import sys, agentcube; agentcube.CodeInterpreterClient; print('httpx' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
