@@ -192,7 +192,7 @@ class AsyncTransport:
                 )
                 pause = call.retry_pause(attempt, never_sent=never_sent)
                 if pause is not None and not (flight is not None and flight.abandoned):
-                    _log_retry(call, attempt, type(failure).__name__)
+                    call.log_retry(attempt, type(failure).__name__)
                     failure = None
                     await asyncio.sleep(pause)
                     continue
@@ -203,19 +203,12 @@ class AsyncTransport:
                     reached_server=not never_sent,
                 )
             status, reply = outcome
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s -> %d in %.1f ms (attempt %d)",
-                    call.describe(),
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                    attempt,
-                )
+            call.log_answer(status, started, attempt)
             if isinstance(reply, Reply):
                 return reply
             pause = call.retry_pause(attempt, status=status, headers=reply.headers)
             if pause is not None and not (flight is not None and flight.abandoned):
-                _log_retry(call, attempt, f"HTTP {status}")
+                call.log_retry(attempt, f"HTTP {status}")
                 await asyncio.sleep(pause)
                 continue
             raise reply.error
@@ -398,10 +391,6 @@ _LIBRARY_PREFIXES = library_prefixes(*_library_modules()) + tuple(
     os.path.dirname(os.__file__) + os.sep + name
     for name in ("socket.py", "ssl.py", os.path.join("asyncio", ""))
 )
-
-
-def _log_retry(call: Call, attempt: int, why: str) -> None:
-    logger.info("%s failed (%s), retrying (attempt %d)", call.describe(), why, attempt + 1)
 
 
 # -- driving a flow --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ sync driver with requests (:mod:`agentcube._sync`), the async one with httpx
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -38,6 +39,7 @@ Flow = Generator[Any, Any, T]
 """A generator yielding :class:`Call` or :class:`Local` steps and returning a ``T``."""
 
 USER_AGENT = f"agentcube-sdk-python/{__version__}"
+http_logger = logging.getLogger("agentcube._http")  # both drivers' request log
 
 # How a request may be retried.
 IDEMPOTENT = "idempotent"  # retried on connection errors, timeouts and the policy's statuses
@@ -223,6 +225,20 @@ class Call:
         return self.sink is not None or (
             isinstance(self.body, Multipart) and isinstance(self.body.source, FileRange)
         )
+
+    def log_answer(self, status: int, started: float, attempt: int) -> None:
+        """Log (at DEBUG) an answer that arrived ``started`` (``time.perf_counter()``)."""
+        if http_logger.isEnabledFor(logging.DEBUG):
+            http_logger.debug(
+                "%s -> %d in %.1f ms (attempt %d)",
+                self.describe(),
+                status,
+                (time.perf_counter() - started) * 1000,
+                attempt,
+            )
+
+    def log_retry(self, attempt: int, why: str) -> None:
+        http_logger.info("%s failed (%s), retrying (attempt %d)", self.describe(), why, attempt + 1)
 
     def describe(self) -> str:
         """``METHOD /path`` (no query: it may hold file names) for messages and logs."""

@@ -8,7 +8,6 @@ its own ``requests.Session`` so cookies never pass between clients.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import socket
@@ -31,8 +30,6 @@ from ._protocol import Call, FileRange, Flow, Local, Multipart, Reply
 from ._responses import detached_response, forget_library_locals, library_prefixes, sent_secrets
 from .auth import bearer_header_value
 from .exceptions import APIConnectionError, InvalidArgumentError, error_from_reply
-
-logger = logging.getLogger("agentcube._http")
 
 T = TypeVar("T")
 
@@ -420,7 +417,7 @@ class SyncTransport:
                 never_sent = _never_sent(failure)
                 pause = call.retry_pause(attempt, never_sent=never_sent)
                 if pause is not None:
-                    _log_retry(call, attempt, type(failure).__name__)
+                    call.log_retry(attempt, type(failure).__name__)
                     failure = None
                     time.sleep(pause)
                     continue
@@ -428,14 +425,7 @@ class SyncTransport:
                     call, isinstance(failure, requests.Timeout), _reason(failure), not never_sent
                 )
             status = response.status_code
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s -> %d in %.1f ms (attempt %d)",
-                    call.describe(),
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                    attempt,
-                )
+            call.log_answer(status, started, attempt)
             if 200 <= status < 300:
                 if stream:
                     return self._stream_to_sink(call, response)
@@ -455,7 +445,7 @@ class SyncTransport:
             pause = call.retry_pause(attempt, status=status, headers=response.headers)
             if pause is not None:
                 response.close()
-                _log_retry(call, attempt, f"HTTP {status}")
+                call.log_retry(attempt, f"HTTP {status}")
                 time.sleep(pause)
                 continue
             raise _error(call, response)
@@ -609,7 +599,3 @@ _LIBRARY_PREFIXES = library_prefixes(
 
 def _forget_library_locals(exc: BaseException) -> None:
     forget_library_locals(exc, _LIBRARY_PREFIXES)
-
-
-def _log_retry(call: Call, attempt: int, why: str) -> None:
-    logger.info("%s failed (%s), retrying (attempt %d)", call.describe(), why, attempt + 1)

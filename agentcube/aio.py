@@ -372,7 +372,9 @@ class AsyncCodeInterpreterClient(AsyncManagedSessionClient):
     ) -> None:
         """Write text (UTF-8) or bytes to ``remote_path`` in the sandbox, any size; ``mode``
         holds also over an existing file; over ``part_size`` (8 MiB) it goes in parts."""
-        await self._run(_ops.write_file(self._target(), content, remote_path, mode, part_size))
+        await self._run(
+            _ops.write_file_answer(self._target(), content, remote_path, mode, part_size)
+        )
 
     async def upload_file(
         self,
@@ -388,7 +390,9 @@ class AsyncCodeInterpreterClient(AsyncManagedSessionClient):
             FileNotFoundError: ``local_path`` does not exist (nothing is sent).
         """
         await self._run(
-            _ops.upload_file(self._target(), os.fspath(local_path), remote_path, mode, part_size)
+            _ops.upload_file_answer(
+                self._target(), os.fspath(local_path), remote_path, mode, part_size
+            )
         )
 
     async def download_file(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:

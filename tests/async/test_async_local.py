@@ -9,10 +9,8 @@ import asyncio
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from integration.loopback import DripServer  # tests/ is on sys.path (pytest's rootdir import)
 
 from agentcube import APITimeoutError, BackgroundProcess, RetryPolicy, StopOutcome
 from agentcube.aio import AsyncAgentRuntimeClient, AsyncCodeInterpreterClient
@@ -336,61 +335,6 @@ async def test_exit_cleanup_deletes_the_sessions_of_async_clients(
 
 
 # -- a server that drips its answer ---------------------------------------------------------------
-
-
-class DripServer:
-    """Answers every request in full, but one byte every ``interval`` seconds (as in
-    tests/integration/test_reliability_round2.py), on loopback."""
-
-    def __init__(self, body: Callable[[str, str], tuple[int, bytes]], interval: float) -> None:
-        self._body = body
-        self._interval = interval
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._stop = threading.Event()
-        self.requests: list[str] = []
-        self.arrivals: list[float] = []  # time.monotonic() of each request's arrival
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            method, target = data.split(b" ", 2)[:2]
-            self.arrivals.append(time.monotonic())
-            self.requests.append(f"{method.decode()} {target.decode()}")
-            status, body = self._body(method.decode(), target.decode())
-            answer = (
-                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            ).encode() + body
-            for byte in answer:
-                if self._stop.is_set():
-                    return
-                try:
-                    conn.sendall(bytes([byte]))
-                except OSError:
-                    return
-                time.sleep(self._interval)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -44,7 +44,7 @@ from agentcube import (
 from agentcube.clients import AgentRuntimeDataPlaneClient, ControlPlaneClient
 from agentcube.local import LocalAgentCube
 
-from .loopback import Answer, RecordingServer, Seen, closed_port_url, json_answer
+from .loopback import Answer, DripServer, RecordingServer, Seen, closed_port_url, json_answer
 
 TOKEN = "R2-planted-bearer-token-7f3a9c"
 SECRET = "R2-planted-client-secret-4e1b"
@@ -408,58 +408,6 @@ def test_what_exit_cleanup_could_not_delete_is_printed_on_stderr(
 
 
 # -- bounded time --------------------------------------------------------------------------------
-
-
-class DripServer:
-    """Answers every request in full, but one byte every ``interval`` seconds."""
-
-    def __init__(self, body: Callable[[str, str], tuple[int, bytes]], interval: float) -> None:
-        self._body = body
-        self._interval = interval
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._stop = threading.Event()
-        self.requests: list[str] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            method, target = data.split(b" ", 2)[:2]
-            self.requests.append(f"{method.decode()} {target.decode()}")
-            status, body = self._body(method.decode(), target.decode())
-            answer = (
-                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            ).encode() + body
-            for byte in answer:
-                if self._stop.is_set():
-                    return
-                try:
-                    conn.sendall(bytes([byte]))
-                except OSError:
-                    return
-                time.sleep(self._interval)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
 
 
 @pytest.fixture
