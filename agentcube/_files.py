@@ -8,7 +8,6 @@ thread under asyncio), and the transports call the sink's methods (``open``, ``w
 from __future__ import annotations
 
 import os
-import secrets
 
 from .exceptions import APIConnectionError
 
@@ -30,10 +29,11 @@ class FileSink:
     file, and an existing file at ``target`` untouched.
     """
 
-    __slots__ = ("_file", "_partial", "_written", "remote", "session_id", "target")
+    __slots__ = ("_directory", "_file", "_partial", "_written", "remote", "session_id", "target")
 
     def __init__(self, target: str, remote: str, session_id: str | None) -> None:
         self.target = target
+        self._directory = os.path.dirname(target)
         self.remote = remote
         self.session_id = session_id
         self._file: object = None
@@ -46,13 +46,18 @@ class FileSink:
             raise IsADirectoryError(f"local_path is a directory: {self.target}")
 
     def open(self) -> None:
-        """The answer is a success: create missing directories, then the temporary file."""
-        directory = os.path.dirname(self.target)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
+        """The answer is a success: create the temporary file, and missing directories first
+        if there are any."""
         # Created like any new file (0o666 less the umask), under a name nobody else uses.
-        self._partial = os.path.join(directory, f".agentcube-download-{secrets.token_hex(8)}")
-        self._file = open(self._partial, "xb")
+        partial = os.path.join(self._directory, f".agentcube-download-{os.urandom(8).hex()}")
+        try:
+            self._file = open(partial, "xb")
+        except FileNotFoundError:
+            if not self._directory:
+                raise
+            os.makedirs(self._directory, exist_ok=True)
+            self._file = open(partial, "xb")
+        self._partial = partial
         self._written = 0
 
     def write(self, chunk: bytes) -> None:

@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+import urllib.request
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -203,6 +204,79 @@ def pooled_session() -> requests.Session:
     return session
 
 
+def session_with_own_pool(pool_connections: int, pool_maxsize: int) -> requests.Session:
+    """A new requests.Session with connections of its own, sized as asked (still watched by
+    the watchdog); its adapter is closed with the session."""
+    session = _bare_session()
+    adapter = _Adapter(pool_connections=pool_connections, pool_maxsize=pool_maxsize)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+# requests looks up proxies, NO_PROXY and CA-bundle variables in os.environ for every request
+# (merge_environment_settings); with a few dozen variables that scan costs more client CPU
+# than the rest of a loopback request. Its answer depends on nothing but the environment, the
+# URL's scheme and host, and the session's own settings, on platforms whose proxy settings all
+# come from the environment (not macOS or Windows, where urllib also asks the system).
+_ENVIRON: Any = getattr(os.environ, "_data", None)
+_ENV_ONLY_PROXIES = isinstance(_ENVIRON, dict) and (
+    urllib.request.getproxies is urllib.request.getproxies_environment
+)
+_ENV_CACHE_SIZE = 32
+# (copy of the environment it was taken from, token): a new token whenever the environment
+# differs from the copy. One tuple, replaced whole, so a reader never pairs a copy and a token
+# that do not belong together.
+_env_seen: tuple[dict[Any, Any], object] = ({}, object())
+
+
+def _environment_token() -> object:
+    """A token that stays the same while ``os.environ`` does (compared in full each time: a
+    dict comparison in C, a few microseconds)."""
+    global _env_seen
+    seen = _env_seen
+    if _ENVIRON != seen[0]:
+        seen = _env_seen = (dict(_ENVIRON), object())
+    return seen[1]
+
+
+class _Session(requests.Session):
+    """A ``requests.Session`` that remembers what the environment adds to a request's settings
+    while the environment and the session's settings stay the same. The answer is the one
+    requests computes (it computes every new one); only the repeated scan is saved."""
+
+    _env_cache: dict[tuple[str, str, Any], tuple[object, tuple[Any, ...], Any]] | None = None
+
+    def merge_environment_settings(  # type: ignore[override,unused-ignore]
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        if not (_ENV_ONLY_PROXIES and self.trust_env and isinstance(url, str)) or (
+            proxies or verify is not None or cert is not None
+        ):
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = url.split("/", 3)
+        key = (parts[0], parts[2] if len(parts) > 2 else "", stream)
+        own = (self.proxies, self.stream, self.verify, self.cert)
+        token = _environment_token()
+        cache = self._env_cache
+        if cache is None:
+            cache = self._env_cache = {}
+        entry = cache.get(key)
+        if entry is not None and entry[0] is token and entry[1] == own:
+            merged = entry[2]
+        else:
+            # Taken after the token: an environment changed in between makes a new token at
+            # the next look, so this answer is never paired with an older environment.
+            merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if len(cache) >= _ENV_CACHE_SIZE:
+                cache.clear()
+            own = (dict(self.proxies), self.stream, self.verify, self.cert)
+            cache[key] = (token, own, merged)
+        result = dict(merged)
+        result["proxies"] = dict(merged["proxies"])
+        return result
+
+
 # What requests.Session.__init__ sets (its pickled state); a requests that sets anything else
 # gets its sessions built by requests itself.
 _SESSION_STATE = frozenset(
@@ -219,8 +293,8 @@ def _bare_session() -> requests.Session:
     manager) that it builds only for the shared pool to replace them: what its ``__init__``
     sets, with the same defaults, and no adapter yet."""
     if not _KNOWN_SESSION:
-        return requests.Session()
-    session = requests.Session.__new__(requests.Session)
+        return _Session()
+    session = _Session.__new__(_Session)
     session.headers = default_headers()  # type: ignore[assignment]
     session.auth = None
     session.proxies = {}

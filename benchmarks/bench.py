@@ -67,7 +67,7 @@ class Settings:
 
 FULL = Settings(
     invokes=2000,
-    lifecycles=300,
+    lifecycles=600,
     reuse_invokes=100,
     reuse_lifecycles=20,
     threads=16,
@@ -154,19 +154,28 @@ def interleaved(
     n: int, sdk: Callable[[int], Any], raw: Callable[[int], Any]
 ) -> tuple[list[float], list[float], list[float], list[float]]:
     """Run ``n`` calls of each, in ABBA order; return wall and CPU seconds per call of each."""
-    wall: dict[str, list[float]] = {"sdk": [], "raw": []}
-    cpu: dict[str, list[float]] = {"sdk": [], "raw": []}
-    calls = {"sdk": sdk, "raw": raw}
+    wall, cpu = interleaved_many(n, {"sdk": sdk, "raw": raw})
+    return wall["sdk"], wall["raw"], cpu["sdk"], cpu["raw"]
+
+
+def interleaved_many(
+    n: int, calls: dict[str, Callable[[int], Any]]
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Run ``n`` calls of each contender, the order reversed every round; return wall and CPU
+    seconds per call of each, by name."""
+    wall: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
     perf, cpu_clock = time.perf_counter_ns, time.process_time_ns
     for i in range(n):
-        order = ("sdk", "raw") if i % 2 == 0 else ("raw", "sdk")
-        for which in order:
+        for which in names if i % 2 == 0 else names[::-1]:
+            call = calls[which]
             c0, t0 = cpu_clock(), perf()
-            calls[which](i)
+            call(i)
             t1, c1 = perf(), cpu_clock()
             wall[which].append((t1 - t0) / 1e9)
             cpu[which].append((c1 - c0) / 1e9)
-    return wall["sdk"], wall["raw"], cpu["sdk"], cpu["raw"]
+    return wall, cpu
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,22 +187,29 @@ def bench_invoke(server: ServerProcess, s: Settings, report: Report) -> None:
         AGENT, router_url=server.router_url, workload_manager_url=server.workload_manager_url
     )
     http = _raw.new_session()
+    # Raw code that skips requests' per-request look at the environment (proxy and CA-bundle
+    # variables): what is left over it is the SDK's own work per call.
+    bare = _raw.new_session()
+    bare.trust_env = False
     url = server.router_url + _raw.prefix("agent-runtimes", AGENT)
     sid = client.session_id
     assert sid is not None
     try:
         assert client.invoke(PAYLOAD) == _raw.invoke(http, url, sid, PAYLOAD)  # same answer
+        calls: dict[str, Callable[[int], Any]] = {
+            "sdk": lambda i: client.invoke(PAYLOAD),
+            "raw": lambda i: _raw.invoke(http, url, sid, PAYLOAD),
+            "bare": lambda i: _raw.invoke(bare, url, sid, PAYLOAD),
+        }
         for _ in range(50):  # warm-up
-            client.invoke(PAYLOAD)
-            _raw.invoke(http, url, sid, PAYLOAD)
-        wall_sdk, wall_raw, cpu_sdk, cpu_raw = interleaved(
-            s.invokes,
-            lambda i: client.invoke(PAYLOAD),
-            lambda i: _raw.invoke(http, url, sid, PAYLOAD),
-        )
+            for call in calls.values():
+                call(0)
+        wall, cpu = interleaved_many(s.invokes, calls)
     finally:
         client.stop()
         http.close()
+        bare.close()
+    wall_sdk, wall_raw, cpu_sdk, cpu_raw = wall["sdk"], wall["raw"], cpu["sdk"], cpu["raw"]
     ratio = median(wall_sdk) / median(wall_raw)
     report.add(
         "invoke overhead (median latency SDK / raw)",
@@ -205,6 +221,14 @@ def bench_invoke(server: ServerProcess, s: Settings, report: Report) -> None:
     report.add(
         "invoke client CPU per call (SDK / raw)",
         f"{median(cpu_sdk) * 1e6:.0f} us / {median(cpu_raw) * 1e6:.0f} us ({extra:+.0f} us)",
+        "informational",
+        None,
+    )
+    bare_ratio = median(wall_sdk) / median(wall["bare"])
+    own = (median(cpu_sdk) - median(cpu["bare"])) * 1e6
+    report.add(
+        "invoke: SDK / raw with trust_env=False (no environment look per request on either side)",
+        f"{bare_ratio:.3f} (client CPU {own:+.0f} us: the SDK's own work per call)",
         "informational",
         None,
     )

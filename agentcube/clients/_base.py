@@ -6,11 +6,10 @@ import logging
 from typing import Any, TypeVar
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from .._config import check_seconds, resolve_url
 from .._protocol import DEFAULT_RETRY, Endpoint, Flow, RetryPolicy
-from .._sync import SyncTransport, pooled_session, run
+from .._sync import SyncTransport, pooled_session, run, session_with_own_pool
 from ..auth import AuthProvider
 from ..exceptions import InvalidArgumentError
 
@@ -32,7 +31,7 @@ class ServiceClient:
 
     _endpoint: Endpoint
     _transport: SyncTransport
-    _own_adapter: HTTPAdapter | None = None
+    _own_session: requests.Session | None = None
     logger: logging.Logger
 
     def _setup(
@@ -79,12 +78,7 @@ class ServiceClient:
         )
         if session is None and (pool_connections, pool_maxsize) != (_DEFAULT_POOL, _DEFAULT_POOL):
             # Pool sizes of its own: this client gets its own connections, sized as asked.
-            session = requests.Session()
-            self._own_adapter = HTTPAdapter(
-                pool_connections=pool_connections, pool_maxsize=pool_maxsize
-            )
-            session.mount("http://", self._own_adapter)
-            session.mount("https://", self._own_adapter)
+            session = self._own_session = session_with_own_pool(pool_connections, pool_maxsize)
         self._transport = SyncTransport(session if session is not None else pooled_session())
 
     def _adopt(self, endpoint: Endpoint, transport: SyncTransport) -> None:
@@ -106,8 +100,8 @@ class ServiceClient:
         """Release this client's own connections, if it has any. Clients share one keep-alive
         pool per process by default: its connections go back to the pool after each answer,
         for the next client to reuse. The client stays usable."""
-        if self._own_adapter is not None:
-            self._own_adapter.close()
+        if self._own_session is not None:
+            self._own_session.close()
 
     def __enter__(self: _S) -> _S:
         return self

@@ -41,7 +41,11 @@ from agentcube import (
     ServiceAccountAuth,
     TokenAuth,
 )
-from agentcube.clients import AgentRuntimeDataPlaneClient, ControlPlaneClient
+from agentcube.clients import (
+    AgentRuntimeDataPlaneClient,
+    CodeInterpreterDataPlaneClient,
+    ControlPlaneClient,
+)
 from agentcube.local import LocalAgentCube
 
 from .loopback import Answer, DripServer, RecordingServer, Seen, closed_port_url, json_answer
@@ -444,6 +448,28 @@ def test_a_dripping_server_cannot_hold_stop_or_list_files_past_their_bound(
             call()
         assert time.monotonic() - started < bound, call
     ci.detach()
+
+
+def test_a_low_level_client_with_its_own_pool_sizes_is_bounded_as_well(drip: DripServer) -> None:
+    # pool_connections / pool_maxsize give the client connections of its own: they must still
+    # be the watchdog's to cut, or a dripping server holds the call for as long as it drips.
+    connect, read = 0.5, 1.0
+    dp = CodeInterpreterDataPlaneClient(
+        "s-drip",
+        router_url=drip.url,
+        namespace="default",
+        cr_name="ci",
+        timeout=read,
+        connect_timeout=connect,
+        pool_connections=2,
+        pool_maxsize=2,
+        retry=RetryPolicy(max_attempts=1),
+    )
+    started = time.monotonic()
+    with pytest.raises(APITimeoutError):
+        dp.list_files()
+    assert time.monotonic() - started < connect + read + 0.5
+    dp.close()
 
 
 def test_exit_cleanup_holds_its_bound_against_a_dripping_server_without_threads(
