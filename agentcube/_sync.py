@@ -166,11 +166,21 @@ def _watched(cls: Any) -> Any:
     return Watched
 
 
-class _HTTPPool(HTTPConnectionPool):
+class _WholeAnswers:
+    """A urllib3 pool whose answers must be as long as their ``Content-Length`` says: urllib3
+    1.26 (which requests still accepts) takes a connection closed early for the end of the
+    body unless asked not to; urllib3 2 checks by default."""
+
+    def urlopen(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("enforce_content_length", True)
+        return super().urlopen(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPPool(_WholeAnswers, HTTPConnectionPool):
     ConnectionCls = _watched(HTTPConnection)
 
 
-class _HTTPSPool(HTTPSConnectionPool):
+class _HTTPSPool(_WholeAnswers, HTTPSConnectionPool):
     ConnectionCls = _watched(HTTPSConnection)
 
 
