@@ -52,9 +52,8 @@ class FileSink:
         partial = os.path.join(self._directory, f".agentcube-download-{os.urandom(8).hex()}")
         try:
             self._file = open(partial, "xb")
-        except FileNotFoundError:
-            if not self._directory:
-                raise
+        except (FileNotFoundError, NotADirectoryError):
+            # makedirs creates what is missing, or names the file that is in the way.
             os.makedirs(self._directory, exist_ok=True)
             self._file = open(partial, "xb")
         self._partial = partial

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import urllib.request
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -40,6 +41,8 @@ _ERROR_BODY_LIMIT = 64 * 1024
 _POOL_MAXSIZE = 64  # idle connections kept per host; more concurrent requests still work
 _pool_lock = threading.RLock()
 _pool: HTTPAdapter | None = None
+# Adapters of clients given pool sizes of their own: renewed in a forked child like _pool.
+_own_pools: weakref.WeakSet[HTTPAdapter] = weakref.WeakSet()
 
 
 class _Watch:
@@ -216,9 +219,10 @@ def pooled_session() -> requests.Session:
 
 def session_with_own_pool(pool_connections: int, pool_maxsize: int) -> requests.Session:
     """A new requests.Session with connections of its own, sized as asked (still watched by
-    the watchdog); its adapter is closed with the session."""
+    the watchdog, renewed in a forked child); its adapter is closed with the session."""
     session = _bare_session()
     adapter = _Adapter(pool_connections=pool_connections, pool_maxsize=pool_maxsize)
+    _own_pools.add(adapter)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
@@ -229,61 +233,92 @@ def session_with_own_pool(pool_connections: int, pool_maxsize: int) -> requests.
 # than the rest of a loopback request. Its answer depends on nothing but the environment, the
 # URL's scheme and host, and the session's own settings, on platforms whose proxy settings all
 # come from the environment (not macOS or Windows, where urllib also asks the system).
-_ENVIRON: Any = getattr(os.environ, "_data", None)
-_ENV_ONLY_PROXIES = isinstance(_ENVIRON, dict) and (
+_ENVIRON_TYPE = type(os.environ)
+_ENV_ONLY_PROXIES = isinstance(getattr(os.environ, "_data", None), dict) and (
     urllib.request.getproxies is urllib.request.getproxies_environment
 )
 _ENV_CACHE_SIZE = 32
-# (copy of the environment it was taken from, token): a new token whenever the environment
-# differs from the copy. One tuple, replaced whole, so a reader never pairs a copy and a token
-# that do not belong together.
-_env_seen: tuple[dict[Any, Any], object] = ({}, object())
+# Another thread may change the environment and put it back while an answer is computed (as
+# requests does itself for a request given proxies={"no_proxy": ...}); no comparison can see
+# that afterwards, so an answer is trusted for this long at most.
+_ENV_CACHE_SECONDS = 1.0
+_clock = time.monotonic
+# (copy of the environment, what reads it, token): a new token whenever either differs. One
+# tuple, replaced whole, so a reader never pairs a copy and a token that do not belong together.
+_env_seen: tuple[dict[Any, Any], tuple[Any, ...], object] = ({}, (), object())
 
 
-def _environment_token() -> object:
-    """A token that stays the same while ``os.environ`` does (compared in full each time: a
-    dict comparison in C, a few microseconds)."""
+def _environment_token() -> object | None:
+    """A token that stays the same while ``os.environ`` (compared in full: a dict comparison
+    in C, under a microsecond) and the functions requests reads it with do; None when
+    ``os.environ`` is not the real one (replaced by a test, say): nothing is remembered then."""
     global _env_seen
+    environ = os.environ
+    if type(environ) is not _ENVIRON_TYPE:
+        return None
+    data = environ._data  # type: ignore[attr-defined]
+    readers = (
+        environ,
+        getattr(requests.sessions, "get_environ_proxies", None),
+        getattr(requests.utils, "should_bypass_proxies", None),
+        getattr(requests.utils, "getproxies", None),
+        getattr(requests.utils, "proxy_bypass", None),
+    )
     seen = _env_seen
-    if _ENVIRON != seen[0]:
-        seen = _env_seen = (dict(_ENVIRON), object())
-    return seen[1]
+    if data != seen[0] or readers != seen[1]:
+        seen = _env_seen = (dict(data), readers, object())
+    return seen[2]
 
 
 class _Session(requests.Session):
     """A ``requests.Session`` that remembers what the environment adds to a request's settings
-    while the environment and the session's settings stay the same. The answer is the one
-    requests computes (it computes every new one); only the repeated scan is saved."""
+    while the environment and the session's settings stay the same (for a second at most).
+    Every answer is one requests computed; only the repeated scan is saved."""
 
-    _env_cache: dict[tuple[str, str, Any], tuple[object, tuple[Any, ...], Any]] | None = None
+    _env_cache: dict[tuple[Any, ...], tuple[object, float, tuple[Any, ...], Any]] | None = None
 
     def merge_environment_settings(  # type: ignore[override,unused-ignore]
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> Any:
-        if not (_ENV_ONLY_PROXIES and self.trust_env and isinstance(url, str)) or (
-            proxies or verify is not None or cert is not None
-        ):
+        own_proxies = self.proxies
+        token = (
+            _environment_token()
+            if _ENV_ONLY_PROXIES
+            and self.trust_env
+            and isinstance(url, str)
+            and isinstance(own_proxies, dict)
+            and not proxies
+            and verify is None
+            and cert is None
+            else None
+        )
+        if token is None:
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         parts = url.split("/", 3)
-        key = (parts[0], parts[2] if len(parts) > 2 else "", stream)
-        own = (self.proxies, self.stream, self.verify, self.cert)
-        token = _environment_token()
+        key = (*parts[:3], proxies is None, type(stream), stream)
+        now = _clock()
         cache = self._env_cache
         if cache is None:
             cache = self._env_cache = {}
         entry = cache.get(key)
-        if entry is not None and entry[0] is token and entry[1] == own:
-            merged = entry[2]
+        if (
+            entry is not None
+            and entry[0] is token
+            and now < entry[1]
+            and entry[2] == (own_proxies, self.stream, self.verify, self.cert)
+        ):
+            merged = entry[3]
         else:
-            # Taken after the token: an environment changed in between makes a new token at
-            # the next look, so this answer is never paired with an older environment.
+            # Both taken before the answer: a change made while it is computed shows at the
+            # next look, and the answer is not used again.
+            own = (dict(own_proxies), self.stream, self.verify, self.cert)
             merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
             if len(cache) >= _ENV_CACHE_SIZE:
                 cache.clear()
-            own = (dict(self.proxies), self.stream, self.verify, self.cert)
-            cache[key] = (token, own, merged)
+            cache[key] = (token, now + _ENV_CACHE_SECONDS, own, merged)
         result = dict(merged)
-        result["proxies"] = dict(merged["proxies"])
+        chosen = merged["proxies"]
+        result["proxies"] = chosen.copy() if isinstance(chosen, dict) else chosen
         return result
 
 
@@ -334,12 +369,13 @@ def _forget_pool() -> None:
     global _pool_lock
     _pool_lock = threading.RLock()
     _watchdog.forget_in_child()
-    if _pool is not None:
-        _pool.init_poolmanager(
-            getattr(_pool, "_pool_connections", 10),
-            getattr(_pool, "_pool_maxsize", _POOL_MAXSIZE),
-            getattr(_pool, "_pool_block", False),
-        )
+    for adapter in [_pool, *_own_pools]:
+        if adapter is not None:
+            adapter.init_poolmanager(
+                getattr(adapter, "_pool_connections", 10),
+                getattr(adapter, "_pool_maxsize", _POOL_MAXSIZE),
+                getattr(adapter, "_pool_block", False),
+            )
 
 
 if hasattr(os, "register_at_fork"):

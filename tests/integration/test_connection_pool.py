@@ -48,3 +48,13 @@ def test_a_forked_child_does_not_share_the_parents_sockets(fresh_pool: None) -> 
     assert before_fork.get_adapter("http://127.0.0.1").poolmanager is not parent_pool
     after_fork = _http.pooled_session().get_adapter("http://127.0.0.1").poolmanager
     assert after_fork is not parent_pool
+
+
+def test_a_client_with_its_own_pool_does_not_share_the_parents_sockets_after_a_fork() -> None:
+    own = _http.session_with_own_pool(2, 2)
+    parent_pool = own.get_adapter("http://127.0.0.1").poolmanager
+    _http._forget_pool()  # what os.register_at_fork runs in the child
+    renewed = own.get_adapter("http://127.0.0.1")
+    assert renewed.poolmanager is not parent_pool
+    assert renewed.poolmanager.connection_pool_kw["maxsize"] == 2
+    own.close()

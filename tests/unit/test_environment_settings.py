@@ -188,3 +188,82 @@ def test_only_where_proxies_come_from_the_environment_alone() -> None:
     assert _sync._ENV_ONLY_PROXIES is (
         expected and urllib.request.getproxies is urllib.request.getproxies_environment
     )
+
+
+def test_a_change_made_and_undone_while_an_answer_is_computed_lasts_a_second_at_most(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    # Another thread's request with proxies={"no_proxy": ...} sets no_proxy and puts it back
+    # (requests.utils.set_environ); here it happens exactly while this session computes.
+    clean_env.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    url = "http://api.example.invalid/x"
+    real = requests.sessions.get_environ_proxies
+
+    def meanwhile(url: str, no_proxy: str | None = None) -> Any:
+        with requests.utils.set_environ("no_proxy", "api.example.invalid"):
+            return real(url, no_proxy=no_proxy)
+
+    now = [1000.0]
+    clean_env.setattr(_sync, "_clock", lambda: now[0])
+    session = _sync.pooled_session()
+    clean_env.setattr(requests.sessions, "get_environ_proxies", meanwhile)
+    _settings(session, url)
+    clean_env.setattr(requests.sessions, "get_environ_proxies", real)  # as it was
+    expected = _reference(session, url)
+    assert expected["proxies"] == {"http": "http://proxy.invalid:3128"}
+    now[0] += _sync._ENV_CACHE_SECONDS
+    assert _settings(session, url) == expected
+
+
+def test_functions_that_read_the_environment_replaced_later_are_used(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    session = _sync.pooled_session()
+    url = URLS[0]
+    assert _settings(session, url)["proxies"] == {}
+    clean_env.setattr(
+        requests.sessions, "get_environ_proxies", lambda url, no_proxy=None: {"http": "http://x:1"}
+    )
+    assert _settings(session, url)["proxies"] == {"http": "http://x:1"}
+    clean_env.setattr(requests.utils, "proxy_bypass", lambda host: True)
+    assert _settings(session, url) == _reference(session, url)
+
+
+def test_a_replaced_os_environ_is_read_as_requests_reads_it(clean_env: pytest.MonkeyPatch) -> None:
+    session = _sync.pooled_session()
+    url = URLS[1]
+    assert _settings(session, url)["proxies"] == {}
+    clean_env.setattr(os, "environ", {"HTTPS_PROXY": "http://replaced.invalid:1"})
+    assert _settings(session, url) == _reference(session, url)
+    assert _settings(session, url)["proxies"]["https"] == "http://replaced.invalid:1"
+
+
+def test_the_answer_has_requests_types_and_none_differs_from_empty(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    session = _sync.pooled_session()
+    url = URLS[0]
+    # requests 2.34 leaves the environment out for None; before 2.34, None raised.
+    for proxies in (None, {}, None):
+        for stream in (0, False, 1, True, None):
+            try:
+                expected = requests.Session.merge_environment_settings(
+                    session, url, None if proxies is None else {}, stream, None, None
+                )
+            except AttributeError:
+                with pytest.raises(AttributeError):
+                    session.merge_environment_settings(url, proxies, stream, None, None)
+                continue
+            got = session.merge_environment_settings(url, proxies, stream, None, None)
+            assert got == expected
+            assert type(got["stream"]) is type(expected["stream"])
+            assert type(got["proxies"]) is type(expected["proxies"])
+
+
+def test_a_session_without_a_proxies_dict_gets_what_requests_gives(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    session = _sync.pooled_session()
+    session.proxies = None  # type: ignore[assignment]
+    assert _settings(session, URLS[0]) == _reference(session, URLS[0])
