@@ -211,18 +211,20 @@ def pooled_session() -> requests.Session:
         if _pool is None:
             _pool = _Adapter(pool_maxsize=_POOL_MAXSIZE)
         pool = _pool
-    session = _bare_session()
-    session.mount("https://", pool)
-    session.mount("http://", pool)
-    return session
+    return _session_on(pool)
 
 
 def session_with_own_pool(pool_connections: int, pool_maxsize: int) -> requests.Session:
     """A new requests.Session with connections of its own, sized as asked (still watched by
     the watchdog, renewed in a forked child); its adapter is closed with the session."""
-    session = _bare_session()
     adapter = _Adapter(pool_connections=pool_connections, pool_maxsize=pool_maxsize)
     _own_pools.add(adapter)
+    return _session_on(adapter)
+
+
+def _session_on(adapter: HTTPAdapter) -> requests.Session:
+    """A new requests.Session (its own cookies) sending through ``adapter`` for both schemes."""
+    session = _bare_session()
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

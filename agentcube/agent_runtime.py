@@ -86,14 +86,6 @@ class AgentRuntimeClient(ManagedSessionClient):
             retry=retry,
         )
 
-    def _new_data_plane(self) -> AgentRuntimeDataPlaneClient:
-        return AgentRuntimeDataPlaneClient(
-            router_url=self.router_url,
-            namespace=self.namespace,
-            agent_name=self.name,
-            **self._service_options,
-        )
-
     def _open_data_plane(self, session_id: str) -> AgentRuntimeDataPlaneClient:
         # Everything was validated by the constructor: no URL or name is checked again.
         return AgentRuntimeDataPlaneClient._for_session(

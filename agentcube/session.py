@@ -94,8 +94,7 @@ class ManagedSessionClient(SessionCore, abc.ABC):
             retry=retry,
         )
         # One requests.Session for both planes (its own cookies), on the process-wide pool.
-        self._session = pooled_session()
-        self._transport = SyncTransport(self._session)
+        self._transport = SyncTransport(pooled_session())
         if self._control is not None:
             self.cp_client = ControlPlaneClient._from_endpoint(self._control, self._transport)
         self._run(self._start_flow(attach_to))
@@ -103,18 +102,6 @@ class ManagedSessionClient(SessionCore, abc.ABC):
     @abc.abstractmethod
     def _open_data_plane(self, session_id: str) -> Any:
         """Build (no I/O) what this kind uses to talk to its sandbox; ``stop()`` closes it."""
-
-    @property
-    def _service_options(self) -> dict[str, Any]:
-        """Keyword arguments for a low-level client (see :mod:`agentcube.clients`) that shares
-        this client's Router credential, timeouts, retry policy and connections."""
-        return {
-            "auth": self._router.auth,
-            "timeout": self.timeout,
-            "connect_timeout": self.connect_timeout,
-            "retry": self._router.retry,
-            "session": self._session,
-        }
 
     def _run(self, flow: Flow[T]) -> T:
         return run(flow, self._transport)

@@ -87,11 +87,6 @@ def errno_text(number: int | None) -> str:
     return text[:1].lower() + text[1:]
 
 
-def os_error_text(op: str, path: str, exc: OSError) -> str:
-    """A Go ``*PathError`` text: ``op path: errno text``."""
-    return f"{op} {path}: {errno_text(exc.errno)}"
-
-
 # -- durations ----------------------------------------------------------------------------------
 
 _UNITS = {

@@ -51,11 +51,15 @@ ENVIRONMENTS: list[dict[str, str]] = [
 ]
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+def _clear(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.lower().endswith("_proxy") or name in _VARIABLES:
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    _clear(monkeypatch)
     return monkeypatch
 
 
@@ -86,9 +90,7 @@ def test_every_environment_gives_what_requests_computes(
     session = _sync.pooled_session()
     _configure(session, how)
     for env, url, stream in itertools.product(ENVIRONMENTS, URLS, (False, True)):
-        for name in list(os.environ):
-            if name.lower().endswith("_proxy") or name in _VARIABLES:
-                clean_env.delenv(name)
+        _clear(clean_env)
         for name, value in env.items():
             clean_env.setenv(name, value)
         expected = _reference(session, url, stream)
