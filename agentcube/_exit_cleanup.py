@@ -92,7 +92,7 @@ def enable_exit_cleanup(timeout: float = 10.0, *, handle_sigterm: bool = True) -
             return
         _enabled = True
     atexit.register(cleanup_owned_sessions)
-    from ._sync import start_watchdog
+    from ._drivers._sync import start_watchdog
 
     # Started now: at interpreter exit no new thread may start, and the watchdog is what bounds
     # a request to a server that drips its answer.
@@ -112,14 +112,14 @@ def cleanup_owned_sessions() -> list[str]:
     if not owned:
         return []
     from . import _ops
-    from ._sync import SyncTransport, _keep_signals_for_the_main_thread, run
+    from ._drivers._sync import SyncTransport, keep_signals_for_the_main_thread, run
 
     deadline = time.monotonic() + timeout
     done: set[str] = set()
 
     def delete_all() -> None:
         if threading.current_thread() is not threading.main_thread():
-            _keep_signals_for_the_main_thread()
+            keep_signals_for_the_main_thread()
         transport = SyncTransport()
         for key, entry in owned:
             if time.monotonic() >= deadline:

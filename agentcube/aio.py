@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from . import _ops
-from ._async import arun, run_now, shared_transport
+from ._drivers._async import arun, run_now, shared_transport
 from ._lifecycle import Phase, SessionCore, StopOutcome, add_note
 from ._ops import BackgroundProcess, RouterTarget
 from ._protocol import Flow, RetryPolicy

@@ -3,6 +3,11 @@
 An :class:`AuthProvider` is anything with ``get_token() -> str | None``. The SDK calls it before
 every request and sends ``Authorization: Bearer <token>`` when it returns a token.
 Tokens never appear in ``repr()``, ``str()``, logs or error messages.
+
+:class:`ServiceAccountAuth` sends nothing itself: its token fetch is a flow
+(:meth:`ServiceAccountAuth.token_flow`) that a driver runs under the provider's lock (the sync
+one for :meth:`~ServiceAccountAuth.get_token`, the async one for ``aget_token``). How a token
+becomes a header is :mod:`agentcube._credentials`, which the drivers use without this module.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any, Protocol, runtime_checkable
 import requests
 
 from ._config import SERVICE_ACCOUNT_TOKEN_PATH, check_seconds, validate_url
+from ._credentials import SENDABLE_TOKEN, answers_at_once, check_bearer_token
+from ._drivers._sync import SyncTransport, run_token_flow
 from ._protocol import ONCE, Call, Endpoint, Flow, Reply, RetryPolicy
 from .exceptions import (
     APIConnectionError,
@@ -33,53 +40,6 @@ __all__ = ["AuthProvider", "ServiceAccountAuth", "TokenAuth"]
 
 logger = logging.getLogger(__name__)
 
-# Printable ASCII, no surrounding spaces: anything else would be refused (or mangled) by the
-# HTTP stack, whose error messages quote the header value, token included.
-_SENDABLE_TOKEN = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
-
-
-def _check_bearer_token(token: str) -> str:
-    """Return ``token`` if it can be sent as ``Authorization: Bearer <token>``.
-
-    Raises:
-        InvalidArgumentError: it cannot (control characters, line breaks, non-ASCII, surrounding
-            spaces). The message never contains the token.
-    """
-    if not isinstance(token, str) or _SENDABLE_TOKEN.fullmatch(token) is None:
-        raise InvalidArgumentError(
-            "the auth provider returned a token that cannot be sent in an Authorization header "
-            "(only printable ASCII is allowed, without line breaks or surrounding spaces); "
-            "the token is not shown"
-        )
-    return token
-
-
-def bearer_header_value(provider: AuthProvider) -> str | None:
-    """The ``Authorization`` value for the provider's current token, or None for no header."""
-    return _bearer(provider.get_token())
-
-
-async def _async_bearer_header_value(provider: AuthProvider) -> str | None:
-    """:func:`bearer_header_value` under asyncio: a provider with ``aget_token()`` (as
-    :class:`ServiceAccountAuth`) is awaited, a :class:`TokenAuth` asked directly, and any other
-    provider's ``get_token()`` runs in a thread (it may block: a file, a network fetch)."""
-    aget = getattr(provider, "aget_token", None)
-    if aget is not None:
-        token = await aget()
-    elif type(provider) is TokenAuth:
-        token = provider.get_token()
-    else:
-        import asyncio
-
-        token = await asyncio.to_thread(provider.get_token)
-    return _bearer(token)
-
-
-def _bearer(token: str | None) -> str | None:
-    if token is None or token == "":
-        return None
-    return "Bearer " + _check_bearer_token(token)
-
 
 @runtime_checkable
 class AuthProvider(Protocol):
@@ -90,6 +50,7 @@ class AuthProvider(Protocol):
         ...
 
 
+@answers_at_once
 class TokenAuth:
     """A fixed bearer token.
 
@@ -104,7 +65,7 @@ class TokenAuth:
             raise InvalidArgumentError("TokenAuth needs a non-empty token string")
         if any(c in token for c in "\r\n\0"):
             raise InvalidArgumentError("the token must not contain line breaks or NUL")
-        self._token = _check_bearer_token(token.strip())
+        self._token = check_bearer_token(token.strip())
 
     def get_token(self) -> str:
         return self._token
@@ -207,7 +168,7 @@ class ServiceAccountAuth:
             raise InvalidArgumentError("refresh_margin must be a finite number of seconds >= 0")
         self.refresh_margin = float(refresh_margin)
         self._session = session
-        self._transport: Any = None
+        self._transport: SyncTransport | None = None
         self._lock = threading.Lock()
         self._async_locks: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._token: str | None = None
@@ -216,29 +177,28 @@ class ServiceAccountAuth:
 
     def get_token(self) -> str:
         """The cached token, or a new one when it is about to expire."""
-        with self._lock:
-            if self._token and time.monotonic() < self._expires_at:
-                return self._token
-            from ._sync import SyncTransport, run
-
-            if self._transport is None:
-                self._transport = SyncTransport(self._session)
-            return self._keep(run(self._fetch_flow(), self._transport))
+        return run_token_flow(self)
 
     async def aget_token(self) -> str:
         """:meth:`get_token` for asyncio: the fetch goes through httpx (the ``async`` extra) and
         never blocks the event loop; concurrent tasks of one loop wait for one fetch. The
         ``session`` given to the constructor is not used here."""
-        token = self._token
-        if token and time.monotonic() < self._expires_at:
-            return token
-        from ._async import arun, loop_lock, shared_transport
+        token = self.cached_token()
+        if token is not None:
+            return token  # without importing httpx
+        from ._drivers._async import run_token_flow as arun_token_flow  # httpx: an optional extra
 
-        async with loop_lock(self._async_locks):
-            token = self._token
-            if token and time.monotonic() < self._expires_at:
-                return token
-            return self._keep(await arun(self._fetch_flow(), shared_transport()))
+        return await arun_token_flow(self)
+
+    def cached_token(self) -> str | None:
+        """The token kept from the last fetch while it is fresh, else None (no I/O)."""
+        token = self._token
+        return token if token and time.monotonic() < self._expires_at else None
+
+    def token_flow(self) -> Flow[str]:
+        """Fetch a new token and keep it, as a flow (see :mod:`agentcube._protocol`) that the
+        drivers run under this provider's lock (:meth:`get_token`, :meth:`aget_token`)."""
+        return self._keep((yield from self._fetch_flow()))
 
     def invalidate(self) -> None:
         """Forget the cached token so that the next request fetches a new one."""
@@ -313,7 +273,7 @@ class ServiceAccountAuth:
             return None, 0.0, "the answer is not a JSON object"
         token = body.get("access_token")
         if 200 <= reply.status < 300 and isinstance(token, str) and token:
-            if _SENDABLE_TOKEN.fullmatch(token) is None:
+            if SENDABLE_TOKEN.fullmatch(token) is None:
                 return None, 0.0, "the access_token cannot be sent in an HTTP header"
             return token, _lifetime(body.get("expires_in")), None
         # Only the standard error code is echoed: a description might repeat what we sent.

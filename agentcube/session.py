@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ._drivers._sync import SyncTransport, pooled_session, run
 from ._lifecycle import SessionCore, StopOutcome, add_note
 from ._protocol import Flow, RetryPolicy
-from ._sync import SyncTransport, pooled_session, run
 from .auth import AuthProvider
 from .clients.control_plane import ControlPlaneClient
 

@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 import requests
 
 from .._config import check_seconds, resolve_url
+from .._drivers._sync import SyncTransport, pooled_session, run, session_with_own_pool
 from .._protocol import DEFAULT_RETRY, Endpoint, Flow, RetryPolicy
-from .._sync import SyncTransport, pooled_session, run, session_with_own_pool
 from ..auth import AuthProvider
 from ..exceptions import InvalidArgumentError
 

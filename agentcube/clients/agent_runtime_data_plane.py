@@ -9,9 +9,9 @@ import requests
 
 from .. import _ops
 from .._config import ROUTER_URL_ENV, check_session_id
+from .._drivers._sync import SyncTransport, detached
 from .._ops import RouterTarget
 from .._protocol import Endpoint, RetryPolicy
-from .._sync import SyncTransport, detached
 from ..auth import AuthProvider
 from ..exceptions import SESSION_HEADER, InvalidArgumentError
 from ..kinds import AGENT_RUNTIME

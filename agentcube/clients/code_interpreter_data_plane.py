@@ -12,9 +12,9 @@ import requests
 
 from .. import _ops
 from .._config import ROUTER_URL_ENV, check_session_id, resolve_url, validate_url
+from .._drivers._sync import SyncTransport
 from .._ops import BackgroundProcess, RouterTarget
 from .._protocol import Endpoint, RetryPolicy
-from .._sync import SyncTransport
 from ..auth import AuthProvider
 from ..exceptions import InvalidArgumentError
 from ..kinds import CODE_INTERPRETER, ResourceKind

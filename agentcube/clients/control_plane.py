@@ -9,8 +9,8 @@ import requests
 
 from .. import _ops
 from .._config import WORKLOAD_MANAGER_URL_ENV
+from .._drivers._sync import SyncTransport
 from .._protocol import Endpoint, RetryPolicy
-from .._sync import SyncTransport
 from ..auth import AuthProvider, resolve_auth
 from ..exceptions import AgentCubeError
 from ..kinds import CODE_INTERPRETER, ResourceKind

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agentcube import AgentRuntimeClient, CodeInterpreterClient
-from agentcube import _sync as _http
+from agentcube._drivers import _pool as _http
 from agentcube.local import LocalAgentCube
 
 pytestmark = pytest.mark.integration

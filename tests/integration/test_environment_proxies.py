@@ -9,13 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentcube import _sync
+from agentcube._drivers import _environment
 from agentcube.clients import CodeInterpreterDataPlaneClient
 
 from .loopback import RecordingServer, json_answer
 
 pytestmark = pytest.mark.skipif(
-    not _sync._ENV_ONLY_PROXIES, reason="proxies come from the system here, not only from env"
+    not _environment._ENV_ONLY_PROXIES,
+    reason="proxies come from the system here, not only from env",
 )
 
 

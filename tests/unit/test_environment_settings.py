@@ -12,10 +12,11 @@ import pytest
 import requests
 import requests.sessions
 
-from agentcube import _sync
+from agentcube._drivers import _environment, _pool
 
 pytestmark = pytest.mark.skipif(
-    not _sync._ENV_ONLY_PROXIES, reason="proxies come from the system here, not only from env"
+    not _environment._ENV_ONLY_PROXIES,
+    reason="proxies come from the system here, not only from env",
 )
 
 _VARIABLES = (
@@ -87,7 +88,7 @@ def _configure(session: requests.Session, how: str) -> None:
 def test_every_environment_gives_what_requests_computes(
     clean_env: pytest.MonkeyPatch, how: str
 ) -> None:
-    session = _sync.pooled_session()
+    session = _pool.pooled_session()
     _configure(session, how)
     for env, url, stream in itertools.product(ENVIRONMENTS, URLS, (False, True)):
         _clear(clean_env)
@@ -100,7 +101,7 @@ def test_every_environment_gives_what_requests_computes(
 
 
 def test_a_change_of_environment_is_seen_at_the_next_request(clean_env: pytest.MonkeyPatch) -> None:
-    session = _sync.pooled_session()
+    session = _pool.pooled_session()
     url = URLS[1]
     assert _settings(session, url)["proxies"] == {}
     clean_env.setenv("HTTPS_PROXY", "http://p.invalid:3128")
@@ -117,7 +118,7 @@ def test_a_change_of_environment_is_seen_at_the_next_request(clean_env: pytest.M
 
 
 def test_a_change_of_the_sessions_own_settings_is_seen(clean_env: pytest.MonkeyPatch) -> None:
-    session = _sync.pooled_session()
+    session = _pool.pooled_session()
     url = URLS[0]
     assert _settings(session, url)["proxies"] == {}
     session.proxies["http"] = "http://changed-in-place.invalid:1"
@@ -141,7 +142,7 @@ def test_the_environment_is_scanned_once_per_origin_while_it_stays_the_same(
         return real(url, no_proxy=no_proxy)
 
     clean_env.setattr(requests.sessions, "get_environ_proxies", counting)
-    session = _sync.pooled_session()
+    session = _pool.pooled_session()
     for path in ("a", "b", "c?x=1"):
         _settings(session, "http://127.0.0.1:8080/" + path)
     assert len(scans) == 1
@@ -157,7 +158,7 @@ def test_the_environment_is_scanned_once_per_origin_while_it_stays_the_same(
 def test_explicit_per_request_settings_are_never_answered_from_memory(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
-    session = _sync.pooled_session()
+    session = _pool.pooled_session()
     url = URLS[0]
     _settings(session, url)
     given = {"http": "http://given.invalid:1"}
@@ -167,7 +168,7 @@ def test_explicit_per_request_settings_are_never_answered_from_memory(
 
 
 def test_each_answer_is_a_fresh_dict(clean_env: pytest.MonkeyPatch) -> None:
-    session = _sync.pooled_session()
+    session = _pool.pooled_session()
     first = _settings(session, URLS[0])
     first["proxies"]["http"] = "http://mutated.invalid:1"
     first["verify"] = "/mutated.pem"
@@ -176,18 +177,18 @@ def test_each_answer_is_a_fresh_dict(clean_env: pytest.MonkeyPatch) -> None:
 
 
 def test_the_memory_is_bounded(clean_env: pytest.MonkeyPatch) -> None:
-    session = _sync.pooled_session()
+    session = _pool.pooled_session()
     for port in range(1, 200):
         _settings(session, f"http://127.0.0.1:{port}/")
     cache = session._env_cache  # type: ignore[attr-defined]
-    assert cache is not None and 0 < len(cache) <= _sync._ENV_CACHE_SIZE
+    assert cache is not None and 0 < len(cache) <= _environment._ENV_CACHE_SIZE
 
 
 def test_only_where_proxies_come_from_the_environment_alone() -> None:
     import urllib.request
 
     expected = sys.platform != "darwin" and os.name != "nt"
-    assert _sync._ENV_ONLY_PROXIES is (
+    assert _environment._ENV_ONLY_PROXIES is (
         expected and urllib.request.getproxies is urllib.request.getproxies_environment
     )
 
@@ -206,21 +207,21 @@ def test_a_change_made_and_undone_while_an_answer_is_computed_lasts_a_second_at_
             return real(url, no_proxy=no_proxy)
 
     now = [1000.0]
-    clean_env.setattr(_sync, "_clock", lambda: now[0])
-    session = _sync.pooled_session()
+    clean_env.setattr(_environment, "_clock", lambda: now[0])
+    session = _pool.pooled_session()
     clean_env.setattr(requests.sessions, "get_environ_proxies", meanwhile)
     _settings(session, url)
     clean_env.setattr(requests.sessions, "get_environ_proxies", real)  # as it was
     expected = _reference(session, url)
     assert expected["proxies"] == {"http": "http://proxy.invalid:3128"}
-    now[0] += _sync._ENV_CACHE_SECONDS
+    now[0] += _environment._ENV_CACHE_SECONDS
     assert _settings(session, url) == expected
 
 
 def test_functions_that_read_the_environment_replaced_later_are_used(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
-    session = _sync.pooled_session()
+    session = _pool.pooled_session()
     url = URLS[0]
     assert _settings(session, url)["proxies"] == {}
     clean_env.setattr(
@@ -232,7 +233,7 @@ def test_functions_that_read_the_environment_replaced_later_are_used(
 
 
 def test_a_replaced_os_environ_is_read_as_requests_reads_it(clean_env: pytest.MonkeyPatch) -> None:
-    session = _sync.pooled_session()
+    session = _pool.pooled_session()
     url = URLS[1]
     assert _settings(session, url)["proxies"] == {}
     clean_env.setattr(os, "environ", {"HTTPS_PROXY": "http://replaced.invalid:1"})
@@ -244,7 +245,7 @@ def test_the_answer_has_requests_types_and_none_differs_from_empty(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
     clean_env.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
-    session = _sync.pooled_session()
+    session = _pool.pooled_session()
     url = URLS[0]
     # requests 2.34 leaves the environment out for None; before 2.34, None raised.
     for proxies in (None, {}, None):
@@ -266,6 +267,6 @@ def test_the_answer_has_requests_types_and_none_differs_from_empty(
 def test_a_session_without_a_proxies_dict_gets_what_requests_gives(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
-    session = _sync.pooled_session()
+    session = _pool.pooled_session()
     session.proxies = None  # type: ignore[assignment]
     assert _settings(session, URLS[0]) == _reference(session, URLS[0])

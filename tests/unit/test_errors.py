@@ -27,7 +27,7 @@ from agentcube import (
     SessionError,
     SessionNotFoundError,
 )
-from agentcube import _sync as agentcube_http
+from agentcube._drivers import _sync as agentcube_http
 from agentcube.clients import CodeInterpreterDataPlaneClient, ControlPlaneClient
 
 WM = "http://wm.test"

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import requests
 
-from agentcube import _config, _ops, _protocol, _sync
+from agentcube import _config, _ops, _protocol
+from agentcube._drivers import _environment, _pool, _watchdog
 from agentcube.exceptions import DataPlaneError, InvalidArgumentError
 from agentcube.kinds import AGENT_RUNTIME, CODE_INTERPRETER, ResourceKind
 from agentcube.models import ExecuteResponse, FileInfo
@@ -195,34 +196,34 @@ def test_a_valid_url_is_checked_once_and_an_invalid_one_always(monkeypatch):
 
 
 def test_pooled_sessions_are_what_requests_session_builds():
-    ours, theirs = _sync.pooled_session(), requests.Session()
-    assert _sync._KNOWN_SESSION
+    ours, theirs = _pool.pooled_session(), requests.Session()
+    assert _environment._KNOWN_SESSION
     assert sorted(vars(ours)) == sorted(vars(theirs))
     for name, value in vars(theirs).items():
         if name == "adapters":
             assert list(ours.adapters) == list(value)
-            assert all(a is _sync._pool for a in ours.adapters.values())
+            assert all(a is _pool._pool for a in ours.adapters.values())
         elif name == "cookies":
             assert type(ours.cookies) is type(value) and len(ours.cookies) == 0
         else:
             assert getattr(ours, name) == value, name
-    other = _sync.pooled_session()
+    other = _pool.pooled_session()
     assert other.cookies is not ours.cookies and other.headers is not ours.headers
     assert other.hooks is not ours.hooks and other.hooks["response"] is not ours.hooks["response"]
 
 
 def test_an_unknown_requests_session_is_built_by_requests(monkeypatch):
-    monkeypatch.setattr(_sync, "_KNOWN_SESSION", False)
-    session = _sync.pooled_session()
+    monkeypatch.setattr(_environment, "_KNOWN_SESSION", False)
+    session = _pool.pooled_session()
     assert isinstance(session, requests.Session)
-    assert all(a is _sync._pool for a in session.adapters.values())
+    assert all(a is _pool._pool for a in session.adapters.values())
 
 
 # -- the watchdog: no wake-up per request, still fires --------------------------------------------
 
 
 def test_the_watchdog_is_woken_only_for_an_earlier_deadline():
-    dog = _sync._Watchdog()
+    dog = _watchdog.Watchdog()
     wakeups = 0
     notify = dog._lock.notify
 
@@ -243,7 +244,7 @@ def test_the_watchdog_is_woken_only_for_an_earlier_deadline():
 
 
 def test_the_watchdog_still_cuts_an_attempt_past_its_deadline():
-    dog = _sync._Watchdog()
+    dog = _watchdog.Watchdog()
     dog.disarm(dog.arm(100.0))  # the thread runs and sleeps on a deadline far away
 
     class Conn:
@@ -261,7 +262,7 @@ def test_the_watchdog_still_cuts_an_attempt_past_its_deadline():
 
 
 def test_a_watchdog_thread_outlived_by_forget_in_child_ends_quietly():
-    dog = _sync._Watchdog()
+    dog = _watchdog.Watchdog()
     dog.disarm(dog.arm(0.05))  # the thread sleeps until that deadline, then looks again
     old = dog._thread
     assert old is not None

@@ -26,10 +26,10 @@ from agentcube import (
     ServiceAccountAuth,
     TokenAuth,
 )
+from agentcube._credentials import check_bearer_token as _check_bearer_token
+from agentcube._drivers._sync import SyncTransport
 from agentcube._protocol import Call, Endpoint, RetryPolicy
-from agentcube._sync import SyncTransport
 from agentcube.auth import TokenAuth as _TokenAuth
-from agentcube.auth import _check_bearer_token
 
 URL = "http://svc.test"
 PROPERTY = settings(max_examples=150, deadline=None)

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from .exceptions import _scrub
+from ..exceptions import _scrub
 
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 

@@ -1,9 +1,9 @@
 """The async driver: performs the steps of a flow (:mod:`agentcube._protocol`) with httpx.
 
-The twin of :mod:`agentcube._sync`: the rules are in the flows; this module sends bytes with
-httpx, sleeps between retries with ``asyncio.sleep`` and runs every blocking local step (the
-flows' ``Local`` steps, and reading or writing a file being transferred) in a worker thread, so
-the event loop never waits on the disk. Connections come from one ``httpx.AsyncClient`` per
+The twin of :mod:`._sync`: the rules are in the flows; this module sends bytes with httpx,
+sleeps between retries with ``asyncio.sleep`` and runs every blocking local step (the flows'
+``Local`` steps, and reading or writing a file being transferred) in a worker thread, so the
+event loop never waits on the disk. Connections come from one ``httpx.AsyncClient`` per
 event loop, shared by every async client on it and closed when the loop shuts its async
 generators down (``asyncio.run`` does).
 
@@ -31,10 +31,10 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("the async clients need httpx: pip install 'agentcube-sdk[async]'") from exc
 
-from ._protocol import Call, FileRange, Flow, Local, Multipart, Reply, connection_error
+from .._credentials import TokenFlowProvider, abearer_header_value
+from .._protocol import Call, FileRange, Flow, Local, Multipart, Reply, connection_error
+from ..exceptions import InvalidArgumentError, error_from_reply
 from ._responses import detached_response, forget_library_locals, library_prefixes, sent_secrets
-from .auth import _async_bearer_header_value
-from .exceptions import InvalidArgumentError, error_from_reply
 
 logger = logging.getLogger("agentcube._http")
 
@@ -139,7 +139,7 @@ class AsyncTransport:
             headers = call.request_headers()
             authorization = None
             if call.endpoint.auth is not None:
-                authorization = await _async_bearer_header_value(call.endpoint.auth)
+                authorization = await abearer_header_value(call.endpoint.auth)
                 if authorization is not None:
                     headers["Authorization"] = authorization
             failure: BaseException | None = None
@@ -461,6 +461,20 @@ async def _finish_on_cancel(
         except BaseException:
             raise cancelled from None
         return result, cancelled
+
+
+async def run_token_flow(provider: TokenFlowProvider) -> str:
+    """The provider's token (``ServiceAccountAuth.aget_token()``): the cached one, or a new one
+    from its token flow, run on the loop's shared transport under the provider's lock for this
+    loop (concurrent tasks wait for one fetch; the provider's ``session`` is not used)."""
+    token = provider.cached_token()
+    if token is not None:
+        return token
+    async with loop_lock(provider._async_locks):
+        token = provider.cached_token()
+        if token is not None:
+            return token
+        return await arun(provider.token_flow(), shared_transport())
 
 
 def run_now(flow: Flow[T]) -> T:
