@@ -11,6 +11,14 @@ AgentRuntimeClient     session_id= (attached)  closes only          deletes   st
 
 (*) as CodeInterpreterClient always has, and existing callers rely on.
 
+Without a WorkloadManager URL, a ``stop()`` that would delete leaves the session running and
+names it in a warning, and ``delete()`` is refused. The two kinds differ in one class attribute,
+:attr:`SessionCore.delete_attached_on_stop`.
+
+This table is prose; the source of truth is data: :data:`STOP_RULES` (relation x whether the
+kind deletes attached sessions x whether a WorkloadManager URL is configured -> action),
+:data:`DELETE_RULES` and :data:`FINISHED_IN` (the phases in which a call has nothing to do).
+
 A client's state is two things kept apart: its *relation* to the session (owned, attached,
 detached) and the *phase* of the client (open, stopping, done, ended). :class:`SessionCore`
 holds the state, the configuration and the flows (create, stop, delete, roll back); the sync
@@ -76,10 +84,40 @@ class Phase(enum.Enum):
 
 
 class Action(enum.Enum):
-    NOTHING = "nothing"
-    KEEP = "keep"
-    LEAVE_RUNNING = "leave_running"
-    DELETE = "delete"
+    NOTHING = "nothing"  # no live session, or this call was done already: nothing is sent
+    KEEP = "keep"  # the session is not this client's to delete: it keeps running
+    LEAVE_RUNNING = "leave_running"  # to be deleted, but no WorkloadManager URL: a warning
+    DELETE = "delete"  # the WorkloadManager deletes it
+    REFUSE = "refuse"  # delete() without a WorkloadManager URL: InvalidArgumentError
+
+
+# stop() of a live session: (relation, the kind's delete_attached_on_stop, a WorkloadManager
+# URL configured) -> action. Every combination is listed.
+STOP_RULES: dict[tuple[Relation, bool, bool], Action] = {
+    (Relation.OWNED, False, True): Action.DELETE,
+    (Relation.OWNED, False, False): Action.LEAVE_RUNNING,
+    (Relation.OWNED, True, True): Action.DELETE,
+    (Relation.OWNED, True, False): Action.LEAVE_RUNNING,
+    (Relation.ATTACHED, False, True): Action.KEEP,
+    (Relation.ATTACHED, False, False): Action.KEEP,
+    (Relation.ATTACHED, True, True): Action.DELETE,
+    (Relation.ATTACHED, True, False): Action.LEAVE_RUNNING,  # _configure requires the URL
+    (Relation.DETACHED, False, True): Action.KEEP,
+    (Relation.DETACHED, False, False): Action.KEEP,
+    (Relation.DETACHED, True, True): Action.KEEP,
+    (Relation.DETACHED, True, False): Action.KEEP,
+}
+
+# delete() of a live session, whatever the relation and the kind: (a WorkloadManager URL
+# configured) -> action.
+DELETE_RULES: dict[bool, Action] = {True: Action.DELETE, False: Action.REFUSE}
+
+# The phases in which a call has nothing left to do (Action.NOTHING); so has a client without
+# a session. delete() after a stop() that kept the session still deletes it.
+FINISHED_IN: dict[str, frozenset[Phase]] = {
+    "stop": frozenset({Phase.DONE, Phase.ENDED}),
+    "delete": frozenset({Phase.ENDED}),
+}
 
 
 class SessionCore:
@@ -288,21 +326,19 @@ class SessionCore:
         add_note(exc, message)
         warnings.warn(message, ResourceWarning, stacklevel=6)
 
+    def _stop_rule(self) -> Action:
+        """What :data:`STOP_RULES` says ``stop()`` does with this client's session."""
+        return STOP_RULES[self._relation, self.delete_attached_on_stop, self._control is not None]
+
     def _plan_stop(self) -> Action:
-        if self._phase in (Phase.DONE, Phase.ENDED) or self.session_id is None:
+        if self._phase in FINISHED_IN["stop"] or self.session_id is None:
             return Action.NOTHING
         self._phase = Phase.STOPPING
         self._close_data_plane()
-        if not (
-            self._relation is Relation.OWNED
-            or (self._relation is Relation.ATTACHED and self.delete_attached_on_stop)
-        ):
+        action = self._stop_rule()
+        if action is not Action.DELETE:
             self._phase = Phase.DONE
-            return Action.KEEP
-        if self._control is None:
-            self._phase = Phase.DONE
-            return Action.LEAVE_RUNNING
-        return Action.DELETE
+        return action
 
     def _stop_flow(self, deadline: float | None = None) -> Flow[StopOutcome]:
         """Close the data plane, then do what the policy asks; every request is bounded by
@@ -319,9 +355,9 @@ class SessionCore:
         return (yield from self._delete_now_flow(deadline))
 
     def _delete_flow(self) -> Flow[StopOutcome]:
-        if self._phase is Phase.ENDED or self.session_id is None:
+        if self._phase in FINISHED_IN["delete"] or self.session_id is None:
             return StopOutcome.NOTHING_TO_DO
-        if self._control is None:
+        if DELETE_RULES[self._control is not None] is Action.REFUSE:
             raise InvalidArgumentError(
                 f"cannot delete session {self.session_id}: no WorkloadManager URL; pass "
                 f"workload_manager_url=... or set {_config.WORKLOAD_MANAGER_URL_ENV}"
