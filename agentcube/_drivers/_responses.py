@@ -4,6 +4,10 @@ Both drivers hand errors a *detached* ``requests.Response`` (so that every ``API
 a ``requests.HTTPError`` with a working ``.response``, sync or async): status, headers and body
 scrubbed of the credentials that were sent, and a request with its method and URL but no
 credential header and no body.
+
+Relies on: ``Response._content`` / ``_content_consumed`` (a response built with its body
+already read, as requests builds none itself); traceback frames' ``clear()`` to drop the
+library frames' locals, which hold the request and its credential.
 """
 
 from __future__ import annotations
