@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+import _raw
+
 _SDK = """\
 import time
 t0 = time.perf_counter()
@@ -83,11 +85,7 @@ CONTENDERS = ("sdk", "raw", "upstream", "python", "pydantic")
 
 
 def _programs(wm: str, router: str) -> dict[str, str]:
-    from agentcube._ops import _UNDER_DEADLINE
-    from agentcube._protocol import USER_AGENT
-
-    argv = ["sh", "-c", _UNDER_DEADLINE, "sh", "true", "120.000"]
-    fields = {"wm": wm, "router": router, "user_agent": USER_AGENT, "argv": argv}
+    fields = {"wm": wm, "router": router, "user_agent": _raw.USER_AGENT, "argv": _raw.TRUE_ARGV}
     return {
         "sdk": _SDK.format(**fields),
         "raw": _RAW.format(**fields),

@@ -2,6 +2,7 @@
 
 Each function sends the same requests the SDK sends (same URL, headers, body) and parses the
 answer the same way, reusing one ``requests.Session`` (keep-alive), as a careful user would.
+It is also the benchmarks' one place for the SDK's private names they copy onto the wire.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from typing import Any
 
 import requests
 
-from agentcube._protocol import USER_AGENT
+# The SDK's private names whose bytes the baseline sends as well: imported here only.
+from agentcube._ops import _UNDER_DEADLINE
+from agentcube._protocol import USER_AGENT as USER_AGENT
 
 SESSION_HEADER = "x-agentcube-session-id"
+TRUE_ARGV = ["sh", "-c", _UNDER_DEADLINE, "sh", "true", "120.000"]  # execute_command("true")
 TIMEOUT = (5.0, 120.0)  # the SDK's default (connect, read) timeouts
 CHUNK = 1024 * 1024
 

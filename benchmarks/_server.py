@@ -2,52 +2,57 @@
 
 The benchmark client and the server must not share a GIL or an RSS, so the server runs in a
 ``multiprocessing`` child (spawned, not forked). The parent asks it for its counters
-(``connections_accepted()``, ``requests_seen()``, ``sessions()``) through a pipe; that
-round trip happens only between measurements, never inside a timed region.
+(``connections_accepted()``, ``requests_seen()``, ``sessions()``), injects faults and reads
+their hits through a pipe; that round trip happens only between measurements, never inside a
+timed region. The benchmarks (``bench*.py``) and the soak test (``soak.py``) all use it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 
-def _serve(conn: Connection, root_dir: str) -> None:
+def _serve(conn: Connection, root_dir: str | None, options: dict[str, Any]) -> None:
     from agentcube.local import LocalAgentCube
 
-    cube = LocalAgentCube(
-        quiet=True,
-        root_dir=root_dir,
-        session_timeout=None,
-        max_body_bytes=4 * 1024**3,
-    )
+    cube = LocalAgentCube(quiet=True, root_dir=root_dir, **options)
     cube.start()
+    faults: list[Any] = []
+
+    def fault(**spec: Any) -> int:
+        faults.append(cube.inject_fault(**spec))
+        return len(faults) - 1  # the index "hits" answers for
+
+    commands: dict[str, Callable[..., Any]] = {
+        "connections": cube.connections_accepted,
+        "requests": lambda: [(r[0], r[1], r[2]) for r in cube.requests_seen()],
+        "reset": cube.reset_counters,
+        "sessions": lambda: [s.session_id for s in cube.sessions()],
+        "has": cube.has_session,
+        "delete_all": cube.delete_all_sessions,
+        "fault": fault,
+        "hits": lambda: [f.hits for f in faults],
+        "fired": cube.faults_fired,
+        "clear": cube.clear_faults,
+    }
     conn.send((cube.workload_manager_url, cube.router_url))
     try:
         while True:
             try:
-                command, arg = conn.recv()
+                command, args = conn.recv()
             except EOFError:
                 return
             if command == "stop":
                 conn.send(None)
                 return
             answer: Any
-            if command == "connections":
-                answer = cube.connections_accepted()
-            elif command == "requests":
-                answer = [(r[0], r[1], r[2]) for r in cube.requests_seen()]
-            elif command == "reset":
-                cube.reset_counters()
-                answer = None
-            elif command == "sessions":
-                answer = [s.session_id for s in cube.sessions()]
-            elif command == "delete_all":
-                answer = cube.delete_all_sessions()
-            elif command == "fault":
-                cube.inject_fault(**arg)
-                answer = None
+            if command in commands:
+                answer = commands[command](**args)
             else:
                 answer = ValueError(f"unknown command {command!r}")
             conn.send(answer)
@@ -56,13 +61,18 @@ def _serve(conn: Connection, root_dir: str) -> None:
 
 
 class ServerProcess:
-    """Starts the server child; ``call(command)`` asks it something between measurements."""
+    """Starts the server child (``LocalAgentCube(quiet=True, root_dir=..., **options)``);
+    ``call(command, **args)`` asks it something between measurements, from any thread."""
 
-    def __init__(self, root_dir: str) -> None:
+    def __init__(self, root_dir: str | None = None, **options: Any) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
+        self._lock = threading.Lock()
         self.process = ctx.Process(
-            target=_serve, args=(child_conn, root_dir), name="agentcube-bench-server", daemon=True
+            target=_serve,
+            args=(child_conn, root_dir, options),
+            name="agentcube-bench-server",
+            daemon=True,
         )
         self.process.start()
         child_conn.close()
@@ -79,9 +89,10 @@ class ServerProcess:
         assert self.process.pid is not None
         return self.process.pid
 
-    def call(self, command: str, arg: Any = None) -> Any:
-        self._conn.send((command, arg))
-        answer = self._conn.recv()
+    def call(self, command: str, **args: Any) -> Any:
+        with self._lock:
+            self._conn.send((command, args))
+            answer = self._conn.recv()
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -103,10 +114,8 @@ class ServerProcess:
 
     def stop(self) -> None:
         if self.process.is_alive():
-            try:
+            with contextlib.suppress(EOFError, OSError):
                 self.call("stop")
-            except (EOFError, OSError):
-                pass
             self.process.join(30)
         if self.process.is_alive():
             self.kill()

@@ -35,6 +35,8 @@ import httpx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _harness import abba, start_server
+from _raw import SESSION_HEADER, USER_AGENT
 from _server import ServerProcess
 
 from agentcube import (
@@ -42,11 +44,9 @@ from agentcube import (
     AsyncCodeInterpreterClient,
     CodeInterpreterClient,
 )
-from agentcube._protocol import USER_AGENT
 
 AGENT = "echo-agent"
 PAYLOAD = {"prompt": "hello", "n": 1}
-SESSION_HEADER = "x-agentcube-session-id"
 
 
 def _rss_kib() -> int:
@@ -126,14 +126,13 @@ async def bench_invokes(server: ServerProcess, rows: Rows, count: int, rounds: i
         await _raw_burst(http, url, client.session_id, 50)
         threads_before = threading.active_count()
         watcher = asyncio.ensure_future(watch_threads())
-        for r in range(rounds):
-            for which in ("sdk", "raw") if r % 2 == 0 else ("raw", "sdk"):
-                if which == "sdk":
-                    rate = await _sdk_burst(client, count)
-                else:
-                    rate = await _raw_burst(http, url, client.session_id, count)
-                rates[which].append(rate)
-                print(f"    {which}: {rate:.0f} invokes/s", flush=True)
+        for _, which in abba(rounds, ("sdk", "raw")):
+            if which == "sdk":
+                rate = await _sdk_burst(client, count)
+            else:
+                rate = await _raw_burst(http, url, client.session_id, count)
+            rates[which].append(rate)
+            print(f"    {which}: {rate:.0f} invokes/s", flush=True)
         stop.set()
         await watcher
     finally:
@@ -188,16 +187,15 @@ async def bench_lifecycles(server: ServerProcess, rows: Rows, count: int, rounds
     await _async_lifecycles(server, 10)  # warm-up
     await asyncio.to_thread(_sync_lifecycles, server, 10, 16)
     rates: dict[str, list[float]] = {"async": [], "sync": []}
-    for r in range(rounds):
-        for which in ("async", "sync") if r % 2 == 0 else ("sync", "async"):
-            if which == "async":
-                rate = await _async_lifecycles(server, count)
-            else:
-                # In a thread so that this loop (and its shared pool) is not blocked; the sync
-                # client has its own.
-                rate = await asyncio.to_thread(_sync_lifecycles, server, count, 16)
-            rates[which].append(rate)
-            print(f"    {which}: {rate:.1f} lifecycles/s", flush=True)
+    for _, which in abba(rounds, ("async", "sync")):
+        if which == "async":
+            rate = await _async_lifecycles(server, count)
+        else:
+            # In a thread so that this loop (and its shared pool) is not blocked; the sync
+            # client has its own.
+            rate = await asyncio.to_thread(_sync_lifecycles, server, count, 16)
+        rates[which].append(rate)
+        print(f"    {which}: {rate:.1f} lifecycles/s", flush=True)
     left = server.sessions()
     ratio = statistics.median(rates["async"]) / statistics.median(rates["sync"])
     rows.add(
@@ -271,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", help="also write the table to this file")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="agentcube-bench-async-") as root:
-        server = ServerProcess(root)
+        server = start_server(root)
         try:
             started = time.perf_counter()
             rows = asyncio.run(run(args, server))

@@ -14,12 +14,12 @@ dropped) where the SDK can recover from it (DELETE and data-plane requests). A f
 session id; a session id named only by an SDK error or warning is deleted later by a new client,
 as a user would.
 
-The server runs in a child process (its own GIL), with no TTL and no idle reaping, so nothing
-is cleaned up behind the SDK's back. At the end, before any sweep, every session still on the
-server must be named by a client or by an SDK error or warning. The exit code is 1 when any goal
-is missed: sessions left on the server, sessions the SDK forgot, SDK calls that outlived the
-bound implied by the timeouts and the retry policy, errors outside the SDK's error tree, retries
-that never succeeded, or an unexpected ResourceWarning.
+The server runs in a child process (``_server.py``, its own GIL), with no TTL and no idle
+reaping, so nothing is cleaned up behind the SDK's back. At the end, before any sweep, every
+session still on the server must be named by a client or by an SDK error or warning. The exit
+code is 1 when any goal is missed: sessions left on the server, sessions the SDK forgot, SDK
+calls that outlived the bound implied by the timeouts and the retry policy, errors outside the
+SDK's error tree, retries that never succeeded, or an unexpected ResourceWarning.
 
 A create whose answer is lost (``--lost-create-answers``) leaves a sandbox no client can name:
 the wire contract has no way to find it again. Those are counted apart; the run then checks
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import multiprocessing
 import re
 import sys
 import threading
@@ -40,6 +39,8 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from _server import ServerProcess
 
 from agentcube import (
     AgentCubeError,
@@ -74,67 +75,6 @@ REQUEST_CLASSES = {
     "data plane (router)": (DATA_POST, FILES_GET),
 }
 FAULT_KINDS = ("status:500", "status:503", "drop", "delay", "lost answer")
-
-
-# -- the server, in its own process ---------------------------------------------------------------
-
-
-def _serve(conn: Any) -> None:
-    """Child process: run a LocalAgentCube and answer commands sent over ``conn``."""
-    from agentcube.local import LocalAgentCube
-
-    cube = LocalAgentCube(quiet=True, max_session_duration=None, session_timeout=None)
-    cube.start()
-    faults: list[Any] = []
-    conn.send((cube.workload_manager_url, cube.router_url))
-    try:
-        while True:
-            command, args = conn.recv()
-            if command == "fault":
-                faults.append(cube.inject_fault(**args))
-                conn.send(len(faults) - 1)
-            elif command == "hits":
-                conn.send([fault.hits for fault in faults])
-            elif command == "clear":
-                cube.clear_faults()
-                conn.send(None)
-            elif command == "has":
-                conn.send(cube.has_session(args["session_id"]))
-            elif command == "sessions":
-                conn.send([s.session_id for s in cube.sessions()])
-            elif command == "fired":
-                conn.send(cube.faults_fired())
-            elif command == "requests":
-                conn.send(len(cube.requests_seen()))
-            elif command == "delete_all":
-                conn.send(cube.delete_all_sessions())
-            elif command == "stop":
-                conn.send(None)
-                return
-    finally:
-        cube.stop()
-
-
-class ServerProcess:
-    """A LocalAgentCube in a child process, driven over a pipe."""
-
-    def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child,), daemon=True)
-        self._process.start()
-        self._lock = threading.Lock()
-        self.workload_manager_url, self.router_url = self._conn.recv()
-
-    def call(self, command: str, **args: Any) -> Any:
-        with self._lock:
-            self._conn.send((command, args))
-            return self._conn.recv()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError, EOFError):
-            self.call("stop")
-        self._process.join(10)
 
 
 # -- bookkeeping ----------------------------------------------------------------------------------
@@ -504,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--delay must be longer than --timeout")
 
     warnings.simplefilter("always", ResourceWarning)
-    server = ServerProcess()
+    server = ServerProcess(max_session_duration=None, session_timeout=None)
     soak = Soak(args, server)
 
     def show(message: Any, category: Any, *rest: Any, **kw: Any) -> None:
@@ -529,14 +469,14 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.monotonic() - started
         hits = server.call("hits")
         fired = server.call("fired")
-        requests_seen = server.call("requests")
+        requests_seen = len(server.call("requests"))
         left = set(server.call("sessions"))  # before any sweep
         server.call("clear")
     finally:
         swept = 0
         with contextlib.suppress(Exception):
             swept = server.call("delete_all")
-        server.close()
+        server.stop()
 
     return report(args, soak, fault_index, hits, fired, requests_seen, left, wall, swept)
 

@@ -1,14 +1,23 @@
-"""Integration tests: the SDK against the real local AgentCube over loopback."""
+"""Integration tests: the SDK against the real local AgentCube over loopback.
+
+Shared here: the local AgentCube (plain and token-secured), the leak check every test passes,
+and for the reliability files a guard that refuses any address but loopback and a server that
+echoes credentials back in its error answers."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from agentcube.local import LocalAgentCube
 
+from .loopback import Answer, RecordingServer, Seen, json_answer
+
 TOKEN = "integration-token-Zq81"
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +51,35 @@ def secured_cube() -> Iterator[LocalAgentCube]:
     with LocalAgentCube(quiet=True, token=TOKEN) as server:
         yield server
         assert server.sessions() == []
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing in these tests may reach an address other than loopback."""
+    real = socket.getaddrinfo
+
+    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in _LOOPBACK and not str(host).startswith("127."):
+            raise OSError(f"test guard: {host!r} is not loopback")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded)
+
+
+@pytest.fixture
+def echo() -> Iterator[RecordingServer]:
+    """Answers every request with an error that echoes the Authorization header and the body."""
+
+    def answer(seen: Seen) -> Answer:
+        sent = (seen.header("Authorization") or [""])[0]
+        if seen.target.endswith("/text"):
+            return Answer(
+                500, b"x" * 495 + sent.encode() + b" trailing", {"Content-Type": "text/plain"}
+            )
+        return json_answer(
+            {"message": f"rejected {sent} with body {seen.body.decode('latin-1')}"}, status=401
+        )
+
+    server = RecordingServer(answer)
+    yield server
+    server.close()

@@ -1,10 +1,15 @@
-"""Tiny HTTP servers on 127.0.0.1 for tests: they record what they receive, answer as told."""
+"""Tiny HTTP servers on 127.0.0.1 for tests: they record what they receive, answer as told;
+and a Python child process to point at them."""
 
 from __future__ import annotations
 
 import http.server
 import json
+import os
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -172,3 +177,14 @@ class DripServer:
     def close(self) -> None:
         self._stop.set()
         self._listener.close()
+
+
+def python_child(script: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Runs ``script`` (dedented) in a new Python with ``env`` added, its output piped as text."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

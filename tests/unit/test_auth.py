@@ -300,3 +300,11 @@ def test_service_account_auth_validates_arguments(requests_mock, kwargs):
     with pytest.raises(ValueError):
         ServiceAccountAuth(**args)
     assert requests_mock.call_count == 0
+
+
+def test_token_endpoint_failure_does_not_claim_a_sandbox_may_exist(requests_mock, make_ci):
+    requests_mock.post("http://idp.test/token", exc=requests.exceptions.ConnectionError("down"))
+    auth = ServiceAccountAuth("http://idp.test/token", "client", "s3cret")
+    with pytest.raises(APIConnectionError) as info:
+        make_ci(auth=auth)
+    assert "may be running" not in str(info.value)

@@ -6,6 +6,7 @@ import email.parser
 import email.policy
 import io
 import os
+import stat
 
 import pytest
 import requests
@@ -330,6 +331,25 @@ def test_download_file_writes_exact_bytes(ci, requests_mock, tmp_path):
     assert target.read_bytes() == payload
     assert download.last_request.headers[HEADER] == "ci-1"
     assert os.listdir(tmp_path) == ["data.bin"]
+
+
+def test_download_file_gets_the_mode_of_a_new_file(make_ci, requests_mock, tmp_path):
+    ci = make_ci(session_id="ci-1")
+    prefix = (
+        "http://router.test/v1/namespaces/default/code-interpreters/my-interpreter/invocations/"
+    )
+    requests_mock.get(
+        prefix + "api/files/a.bin", content=b"abc", headers={"x-agentcube-session-id": "ci-1"}
+    )
+    umask = os.umask(0o022)
+    try:
+        ci.download_file("a.bin", tmp_path / "a.bin")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.bin").read_bytes() == b"abc"
+    assert stat.S_IMODE(os.stat(tmp_path / "a.bin").st_mode) == 0o644
+    with pytest.raises(IsADirectoryError):
+        ci.download_file("a.bin", tmp_path)
 
 
 def test_download_file_encodes_the_remote_path(ci, requests_mock, tmp_path):

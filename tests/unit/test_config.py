@@ -266,6 +266,25 @@ def test_bad_ttl_is_refused_before_create(requests_mock, ttl):
     assert requests_mock.call_count == 0
 
 
+@pytest.mark.parametrize("payload", [{"x": float("nan")}, {"x": float("inf")}, {"x": object()}])
+def test_a_payload_that_is_not_json_is_refused_before_sending(
+    cube, make_ar, requests_mock, payload
+):
+    cube.bootstrap()
+    ar = make_ar()
+    sent = requests_mock.call_count
+    with pytest.raises(InvalidArgumentError):
+        ar.invoke(payload)
+    assert requests_mock.call_count == sent
+
+
+def test_bad_create_metadata_is_refused_before_sending(requests_mock, make_ci):
+    with pytest.raises(InvalidArgumentError) as info:
+        make_ci(metadata={"a": float("nan")})
+    assert "may be running" not in str(info.value)
+    assert requests_mock.call_count == 0
+
+
 # -- the token: auth > auth_token > service-account file ----------------------------------------
 
 

@@ -265,6 +265,27 @@ def test_retry_policy_rejects_bad_values(field, value):
         RetryPolicy(**{field: value})
 
 
+def test_a_deadline_bounds_all_attempts_together(requests_mock, monkeypatch):
+    import time
+
+    from agentcube import APITimeoutError, RetryPolicy, ServerError
+    from agentcube.clients import ControlPlaneClient
+    from agentcube.kinds import CODE_INTERPRETER
+
+    delete = requests_mock.delete(WM + "/v1/code-interpreter/sessions/s-1", status_code=503)
+    monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt: 0.1)  # no jitter here
+    client = ControlPlaneClient(WM, retry=RetryPolicy(max_attempts=50))
+    started = time.monotonic()
+    with pytest.raises(ServerError):
+        client.delete(CODE_INTERPRETER, "s-1", deadline=started + 0.35)
+    assert time.monotonic() - started < 1.0  # without the deadline: 49 pauses of 0.1 s
+    assert 1 <= delete.call_count <= 4  # 0.1 s apart, none started within 0.1 s of the deadline
+    sent = delete.call_count
+    with pytest.raises(APITimeoutError):
+        client.delete(CODE_INTERPRETER, "s-1", deadline=time.monotonic() - 1)
+    assert delete.call_count == sent  # nothing is sent once the deadline has passed
+
+
 # -- the tree itself ----------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from agentcube import (
     APIConnectionError,
     CodeInterpreterClient,
     ManagedSessionClient,
+    NotFoundError,
     ResourceKind,
     RetryPolicy,
     ServerError,
@@ -218,6 +219,28 @@ def test_404_on_delete_counts_as_already_gone(cube, make_ci):
     assert delete.call_count == 1
 
 
+def test_404_from_something_else_than_the_workload_manager_keeps_the_session(cube, make_ci):
+    # A router or a proxy at the WorkloadManager URL: its 404 must not count as "deleted".
+    cube.create()
+    delete = cube.delete(status_code=404, json={"error": "no route"})
+    ci = make_ci()
+    with pytest.raises(NotFoundError) as info:
+        ci.stop()
+    assert info.value.session_id == "ci-1"
+    assert ci.session_id == "ci-1" and ci.owns_session
+    cube.delete(status_code=404, text="<html>not found</html>")
+    with pytest.raises(NotFoundError):
+        ci.stop()
+    cube.delete()
+    assert ci.stop() is StopOutcome.DELETED
+    assert delete.call_count == 1
+
+
+def test_stop_outcome_prints_its_value_on_every_version() -> None:
+    assert str(StopOutcome.DELETED) == "deleted"
+    assert f"{StopOutcome.LEFT_RUNNING}" == "left_running"
+
+
 def test_double_stop_sends_one_delete(cube, make_ci):
     cube.create()
     delete = cube.delete()
@@ -345,6 +368,29 @@ def test_delete_500_is_not_retried(cube, make_ci):
     ci = make_ci(retry=RetryPolicy(max_attempts=5, backoff=0))
     with pytest.raises(ServerError):
         ci.stop()
+    assert delete.call_count == 1
+
+
+class _FailingClose:
+    def close(self) -> None:
+        raise RuntimeError("data plane close failed")
+
+
+class _ToyClient(ManagedSessionClient):
+    kind = ResourceKind("Toy", "toy", "toys")
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(name="toy", **kw)  # type: ignore[arg-type]
+
+    def _open_data_plane(self, session_id: str) -> _FailingClose:
+        return _FailingClose()
+
+
+def test_a_data_plane_that_fails_to_close_does_not_block_the_delete(requests_mock):
+    requests_mock.post(WM + "/v1/toy", json={"sessionId": "toy-1"})
+    delete = requests_mock.delete(WM + "/v1/toy/sessions/toy-1", json={"message": "ok"})
+    client = _ToyClient(workload_manager_url=WM, router_url="http://router.test")
+    assert client.stop() is StopOutcome.DELETED
     assert delete.call_count == 1
 
 
@@ -574,6 +620,17 @@ def test_exit_cleanup_deletes_only_owned_sessions(cube, make_ci, make_ar, monkey
     # which is idempotent.
     assert owned_ci.stop() is StopOutcome.DELETED
     assert owned_ar.stop() is StopOutcome.DELETED
+
+
+def test_a_forked_child_forgets_the_sessions_of_its_parent(cube, make_ci, monkeypatch):
+    cube.create()
+    ci = make_ci()
+    assert ci._cleanup_key in _exit_cleanup._owned
+    monkeypatch.setattr(_exit_cleanup, "_owned", _exit_cleanup._owned)
+    monkeypatch.setattr(_exit_cleanup, "_lock", _exit_cleanup._lock)
+    _exit_cleanup._forget_in_child()  # what os.register_at_fork runs in a child
+    assert _exit_cleanup._owned == {}
+    assert _exit_cleanup.cleanup_owned_sessions() == []
 
 
 def test_enable_exit_cleanup_validates_timeout():
