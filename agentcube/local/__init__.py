@@ -21,10 +21,10 @@ It answers as the real AgentCube (volcano-sh/agentcube) does: the recorded excha
   upload ``link/new.txt``) is refused with 400 ``access denied``; the real PicoD writes
   outside its workspace there.
 * Every file operation walks its path from a handle on the workspace root and never leaves
-  it (``_paths``): one that a command redirects outside while it runs (swapping a directory
-  for a symlink) is refused, 400 ``access denied`` (404 for a listing or download), where the
-  real PicoD follows it out; so is an absolute symlink target that reaches the workspace only
-  through a symlink outside it, or passes outside and comes back.
+  it (``_sandbox/paths.py``): one that a command redirects outside while it runs (swapping a
+  directory for a symlink) is refused, 400 ``access denied`` (404 for a listing or download),
+  where the real PicoD follows it out; so is an absolute symlink target that reaches the
+  workspace only through a symlink outside it, or passes outside and comes back.
 * Nothing is isolated, and the Router never checks a JWT of its own users (``token`` is a
   shared secret instead of OIDC); the WorkloadManager ignores ``X-AgentCube-User-Identity``.
 * The create answer's ``entryPoints[0].endpoint`` is the Router's ``host:port`` for the

@@ -8,9 +8,12 @@ import math
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from . import INSTALL_HINT
+from ._kinds import KINDS, LocalKind
 
 _DESCRIPTION = """\
 Run a local AgentCube (WorkloadManager + Router) on 127.0.0.1 for development and tests.
@@ -38,11 +41,20 @@ example:
   python -m agentcube.local --agent my-agent=http://127.0.0.1:9000 --token s3cret"""
 
 
-def _parse_agent(value: str) -> tuple[str, str | None]:
-    name, sep, url = value.partition("=")
-    if not name:
-        raise argparse.ArgumentTypeError(f"invalid --agent {value!r}: expected NAME or NAME=URL")
-    return name, (url if sep else None)
+def _template_parser(kind: LocalKind) -> Callable[[str], tuple[str, str | None]]:
+    """How the CLI reads one ``--<kind option>``: NAME, or NAME=URL for a kind that forwards."""
+
+    def parse(value: str) -> tuple[str, str | None]:
+        if not kind.takes_url:
+            return value, None
+        name, sep, url = value.partition("=")
+        if not name:
+            raise argparse.ArgumentTypeError(
+                f"invalid --{kind.cli_option} {value!r}: expected NAME or NAME=URL"
+            )
+        return name, (url if sep else None)
+
+    return parse
 
 
 def _parse_lifetime(value: str) -> tuple[str | None, float | None]:
@@ -53,7 +65,7 @@ def _parse_lifetime(value: str) -> tuple[str | None, float | None]:
         seconds = float(duration)
     except ValueError:
         try:
-            from ._go import parse_duration
+            from ._go.stdlib import parse_duration
 
             seconds = parse_duration(duration) / 1e9
         except ValueError as exc:
@@ -85,22 +97,15 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--token", default=None, help="require 'Authorization: Bearer TOKEN' on every request"
     )
-    parser.add_argument(
-        "--agent",
-        action="append",
-        default=[],
-        type=_parse_agent,
-        metavar="NAME[=URL]",
-        help="add an AgentRuntime template: NAME alone is an echo agent, NAME=URL forwards "
-        "to your agent server at URL (loopback http only); repeatable",
-    )
-    parser.add_argument(
-        "--code-interpreter",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="add a CodeInterpreter template name; repeatable",
-    )
+    for kind in sorted(KINDS, key=lambda kind: kind.cli_option):
+        parser.add_argument(
+            f"--{kind.cli_option}",
+            action="append",
+            default=[],
+            type=_template_parser(kind),
+            metavar="NAME[=URL]" if kind.takes_url else "NAME",
+            help=kind.cli_help,
+        )
     parser.add_argument(
         "--root-dir",
         default=None,
@@ -193,8 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     router_port = args.router_port
     if router_port is None:
         router_port = args.port + 1 if args.port else 0
-    agents: dict[str, str | None] = {"echo-agent": None}
-    agents.update(dict(args.agent))
+    templates: dict[str, Any] = {
+        kind.cube_argument: {
+            **dict.fromkeys(kind.default_templates),
+            **dict(getattr(args, kind.cli_option.replace("-", "_"))),
+        }
+        for kind in KINDS
+    }
     defaults: dict[str, float | None] = {
         "max_session_duration": 8 * 3600.0,
         "session_timeout": 15 * 60.0,
@@ -215,8 +225,6 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             router_port=router_port,
             token=args.token,
-            code_interpreters=("my-interpreter", *args.code_interpreter),
-            agents=agents,
             root_dir=args.root_dir,
             max_session_duration=defaults["max_session_duration"],
             session_timeout=defaults["session_timeout"],
@@ -228,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             read_timeout=args.read_timeout,
             picod=args.picod,
             quiet=args.quiet,
+            **templates,
         )
     except ValueError as exc:
         print(f"agentcube.local: {exc}", file=sys.stderr)
