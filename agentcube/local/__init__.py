@@ -32,6 +32,14 @@ It answers as the real AgentCube (volcano-sh/agentcube) does: the recorded excha
   ``ownerId`` is never set (no identity is known).
 * Deleting a session while one of its requests runs answers that request 503
   ``sandbox unreachable`` (the real pod would go away under it).
+
+Inside, by service (only this module, ``__main__`` and ``pytest_plugin`` are public):
+``_workload_manager``, ``_router`` and ``_picod/`` (engine, ``execute``, ``files``) are the
+three services, thin over ``_store`` (templates, sessions, garbage collection); ``_kinds``
+describes each kind of session as data; ``_agents`` are the AgentRuntime backends;
+``_sandbox/`` holds what sessions run on (a real PicoD process, workspace ``paths``, ``procs``);
+``_go/`` imitates Go, gin and net/http; ``_serving/`` is the HTTP server, the WSGI glue and
+forwarding; ``_faults`` the test controls; ``_server`` the LocalAgentCube tying them together.
 """
 
 from __future__ import annotations

@@ -57,6 +57,13 @@ def _template_parser(kind: LocalKind) -> Callable[[str], tuple[str, str | None]]
     return parse
 
 
+def _offered_kinds() -> list[tuple[str, LocalKind]]:
+    """``(LocalAgentCube argument, kind)`` for each kind users name templates of, ordered by
+    CLI option."""
+    offered = [(kind.cube_argument, kind) for kind in KINDS if kind.cube_argument is not None]
+    return sorted(offered, key=lambda pair: pair[1].cli_option)
+
+
 def _parse_lifetime(value: str) -> tuple[str | None, float | None]:
     name, sep, duration = value.rpartition("=")
     if sep and not name:
@@ -97,9 +104,10 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--token", default=None, help="require 'Authorization: Bearer TOKEN' on every request"
     )
-    for kind in sorted(KINDS, key=lambda kind: kind.cli_option):
+    for argument, kind in _offered_kinds():
         parser.add_argument(
             f"--{kind.cli_option}",
+            dest=argument,
             action="append",
             default=[],
             type=_template_parser(kind),
@@ -199,11 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     if router_port is None:
         router_port = args.port + 1 if args.port else 0
     templates: dict[str, Any] = {
-        kind.cube_argument: {
-            **dict.fromkeys(kind.default_templates),
-            **dict(getattr(args, kind.cli_option.replace("-", "_"))),
-        }
-        for kind in KINDS
+        argument: {**dict.fromkeys(kind.default_templates), **dict(getattr(args, argument))}
+        for argument, kind in _offered_kinds()
     }
     defaults: dict[str, float | None] = {
         "max_session_duration": 8 * 3600.0,

@@ -8,9 +8,11 @@ Each :class:`LocalKind` says where the kind lives on the wire and what serves it
 
 The WorkloadManager, the Router, the session store, :class:`LocalAgentCube` and the CLI read
 everything kind-specific from here. A new kind served by an existing backend is one more entry
-in :data:`KINDS` (plus, to offer it to users, a constructor argument and a ``register_*``
-method on :class:`LocalAgentCube`); a new backend is one more :class:`Backend` and its builder
-in ``LocalAgentCube._make_sandbox``.
+in :data:`KINDS`: both services route it and its default templates exist. For users to name
+templates of their own, ``LocalAgentCube`` takes a constructor argument (its
+``cube_argument``, which the CLI then offers as ``--<cli_option>``) and a ``register_*``
+method. A new backend is one more :class:`Backend` and its builder in
+``LocalAgentCube._make_sandbox``.
 
 The segments are the real AgentCube's, written here independently of the SDK's
 :mod:`agentcube.kinds`: the local server stands in for the real one in tests, so a segment the
@@ -51,11 +53,12 @@ class LocalKind:
     default_templates: tuple[str, ...]
     #: how errors name one of its templates ("<label> name must be a non-empty string")
     label: str
-    #: the LocalAgentCube keyword argument that lists its templates
-    cube_argument: str
+    #: the LocalAgentCube keyword argument that lists its templates; None: users cannot name
+    #: any, the kind is served with its default templates (and the CLI offers no option)
+    cube_argument: str | None = None
     #: the CLI's repeatable ``--<cli_option>`` that adds a template, and its help
-    cli_option: str
-    cli_help: str
+    cli_option: str = ""
+    cli_help: str = ""
 
     @property
     def takes_url(self) -> bool:
