@@ -21,10 +21,10 @@ It answers as the real AgentCube (volcano-sh/agentcube) does: the recorded excha
   upload ``link/new.txt``) is refused with 400 ``access denied``; the real PicoD writes
   outside its workspace there.
 * Every file operation walks its path from a handle on the workspace root and never leaves
-  it (``_paths``): one that a command redirects outside while it runs (swapping a directory
-  for a symlink) is refused, 400 ``access denied`` (404 for a listing or download), where the
-  real PicoD follows it out; so is an absolute symlink target that reaches the workspace only
-  through a symlink outside it, or passes outside and comes back.
+  it (``_sandbox/paths.py``): one that a command redirects outside while it runs (swapping a
+  directory for a symlink) is refused, 400 ``access denied`` (404 for a listing or download),
+  where the real PicoD follows it out; so is an absolute symlink target that reaches the
+  workspace only through a symlink outside it, or passes outside and comes back.
 * Nothing is isolated, and the Router never checks a JWT of its own users (``token`` is a
   shared secret instead of OIDC); the WorkloadManager ignores ``X-AgentCube-User-Identity``.
 * The create answer's ``entryPoints[0].endpoint`` is the Router's ``host:port`` for the
@@ -32,6 +32,14 @@ It answers as the real AgentCube (volcano-sh/agentcube) does: the recorded excha
   ``ownerId`` is never set (no identity is known).
 * Deleting a session while one of its requests runs answers that request 503
   ``sandbox unreachable`` (the real pod would go away under it).
+
+Inside, by service (only this module, ``__main__`` and ``pytest_plugin`` are public):
+``_workload_manager``, ``_router`` and ``_picod/`` (engine, ``execute``, ``files``) are the
+three services, thin over ``_store`` (templates, sessions, garbage collection); ``_kinds``
+describes each kind of session as data; ``_agents`` are the AgentRuntime backends;
+``_sandbox/`` holds what sessions run on (a real PicoD process, workspace ``paths``, ``procs``);
+``_go/`` imitates Go, gin and net/http; ``_serving/`` is the HTTP server, the WSGI glue and
+forwarding; ``_faults`` the test controls; ``_server`` the LocalAgentCube tying them together.
 """
 
 from __future__ import annotations

@@ -8,9 +8,12 @@ import math
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from . import INSTALL_HINT
+from ._kinds import KINDS, LocalKind
 
 _DESCRIPTION = """\
 Run a local AgentCube (WorkloadManager + Router) on 127.0.0.1 for development and tests.
@@ -38,11 +41,27 @@ example:
   python -m agentcube.local --agent my-agent=http://127.0.0.1:9000 --token s3cret"""
 
 
-def _parse_agent(value: str) -> tuple[str, str | None]:
-    name, sep, url = value.partition("=")
-    if not name:
-        raise argparse.ArgumentTypeError(f"invalid --agent {value!r}: expected NAME or NAME=URL")
-    return name, (url if sep else None)
+def _template_parser(kind: LocalKind) -> Callable[[str], tuple[str, str | None]]:
+    """How the CLI reads one ``--<kind option>``: NAME, or NAME=URL for a kind that forwards."""
+
+    def parse(value: str) -> tuple[str, str | None]:
+        if not kind.takes_url:
+            return value, None
+        name, sep, url = value.partition("=")
+        if not name:
+            raise argparse.ArgumentTypeError(
+                f"invalid --{kind.cli_option} {value!r}: expected NAME or NAME=URL"
+            )
+        return name, (url if sep else None)
+
+    return parse
+
+
+def _offered_kinds() -> list[tuple[str, LocalKind]]:
+    """``(LocalAgentCube argument, kind)`` for each kind users name templates of, ordered by
+    CLI option."""
+    offered = [(kind.cube_argument, kind) for kind in KINDS if kind.cube_argument is not None]
+    return sorted(offered, key=lambda pair: pair[1].cli_option)
 
 
 def _parse_lifetime(value: str) -> tuple[str | None, float | None]:
@@ -53,7 +72,7 @@ def _parse_lifetime(value: str) -> tuple[str | None, float | None]:
         seconds = float(duration)
     except ValueError:
         try:
-            from ._go import parse_duration
+            from ._go.stdlib import parse_duration
 
             seconds = parse_duration(duration) / 1e9
         except ValueError as exc:
@@ -85,22 +104,16 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--token", default=None, help="require 'Authorization: Bearer TOKEN' on every request"
     )
-    parser.add_argument(
-        "--agent",
-        action="append",
-        default=[],
-        type=_parse_agent,
-        metavar="NAME[=URL]",
-        help="add an AgentRuntime template: NAME alone is an echo agent, NAME=URL forwards "
-        "to your agent server at URL (loopback http only); repeatable",
-    )
-    parser.add_argument(
-        "--code-interpreter",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="add a CodeInterpreter template name; repeatable",
-    )
+    for argument, kind in _offered_kinds():
+        parser.add_argument(
+            f"--{kind.cli_option}",
+            dest=argument,
+            action="append",
+            default=[],
+            type=_template_parser(kind),
+            metavar="NAME[=URL]" if kind.takes_url else "NAME",
+            help=kind.cli_help,
+        )
     parser.add_argument(
         "--root-dir",
         default=None,
@@ -193,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     router_port = args.router_port
     if router_port is None:
         router_port = args.port + 1 if args.port else 0
-    agents: dict[str, str | None] = {"echo-agent": None}
-    agents.update(dict(args.agent))
+    templates: dict[str, Any] = {
+        argument: {**dict.fromkeys(kind.default_templates), **dict(getattr(args, argument))}
+        for argument, kind in _offered_kinds()
+    }
     defaults: dict[str, float | None] = {
         "max_session_duration": 8 * 3600.0,
         "session_timeout": 15 * 60.0,
@@ -215,8 +230,6 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             router_port=router_port,
             token=args.token,
-            code_interpreters=("my-interpreter", *args.code_interpreter),
-            agents=agents,
             root_dir=args.root_dir,
             max_session_duration=defaults["max_session_duration"],
             session_timeout=defaults["session_timeout"],
@@ -228,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             read_timeout=args.read_timeout,
             picod=args.picod,
             quiet=args.quiet,
+            **templates,
         )
     except ValueError as exc:
         print(f"agentcube.local: {exc}", file=sys.stderr)

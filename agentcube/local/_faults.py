@@ -10,9 +10,9 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._gin import json_response
-from ._http import DROP_CONNECTION, client_disconnected
-from ._wsgi import request_path, respond
+from ._go.gin import json_response
+from ._serving.keepalive import DROP_CONNECTION, client_disconnected
+from ._serving.wsgi import request_path, respond
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ._forward import ReadDeadline, Unreachable, remove_hop_by_hop
-from ._gin import (
+from ._go.gin import (
     GinRoutes,
     GoResponse,
     Headers,
@@ -24,18 +23,11 @@ from ._gin import (
     not_found,
     trailing_slash_redirect,
 )
-from ._go import gin_h, go_quote
-from ._picod import SandboxGone
-from ._sandboxes import SandboxStartError
-from ._store import (
-    RESOURCE_NAMES,
-    ROUTER_SEGMENTS,
-    Session,
-    SessionStore,
-    StoreClosed,
-    UnknownTemplate,
-)
-from ._wsgi import (
+from ._go.stdlib import gin_h, go_quote
+from ._kinds import LocalKind
+from ._sandbox import SandboxGone, SandboxStartError
+from ._serving.forward import ReadDeadline, Unreachable, remove_hop_by_hop
+from ._serving.wsgi import (
     CLOSE_CONNECTION,
     REQUEST_START,
     SESSION_HEADER,
@@ -45,6 +37,7 @@ from ._wsgi import (
     plain_response,
     respond,
 )
+from ._store import Session, SessionStore, StoreClosed, UnknownTemplate
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -74,10 +67,13 @@ class RouterApp:
         self._token = token
         self._read_timeout = read_timeout
         self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._kinds: dict[str, LocalKind] = {
+            kind.router_segment: kind for kind in store.templates.kinds
+        }
         routes = GinRoutes()
         routes.add("GET", "/health/live", self._live)
         routes.add("GET", "/health/ready", self._ready)
-        for segment in ROUTER_SEGMENTS:
+        for segment in self._kinds:
             pattern = f"/v1/namespaces/:namespace/{segment}/:name/invocations/*path"
             routes.add("GET", pattern, self._invoke)
             routes.add("POST", pattern, self._invoke)
@@ -157,8 +153,7 @@ class RouterApp:
         environ: WSGIEnvironment,
         release: Callable[[], None],
     ) -> Iterable[bytes]:
-        segment = request.path.split("/")[4]
-        kind = ROUTER_SEGMENTS[segment]
+        kind = self._kinds[request.path.split("/")[4]]
         namespace, name = params["namespace"], params["name"]
         session_id = request.headers.get(SESSION_HEADER) or ""
         session: Session | None
@@ -166,11 +161,11 @@ class RouterApp:
             try:
                 session = self._store.create(kind, name, namespace)
             except UnknownTemplate:
-                resource = f"{RESOURCE_NAMES[kind]}.agentcube.volcano.sh"
+                resource = f"{kind.resource}.agentcube.volcano.sh"
                 message = f"{resource} {go_quote(namespace + '/' + name)} not found"
                 return respond(_router_error(404, message), start_response, on_close=release)
             except (StoreClosed, SandboxStartError, OSError):
-                logger.exception("the Router could not create a %s session", kind)
+                logger.exception("the Router could not create a %s session", kind.name)
                 return respond(
                     _router_error(500, "internal server error"), start_response, on_close=release
                 )

@@ -17,21 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.serving import BaseWSGIServer
 
-from ._control_plane import WorkloadManagerApp
+from ._agents import EchoAgent, ForwardingAgent, validate_agent_url
 from ._faults import Fault, FaultInjector, FaultMiddleware, RequestRecord
-from ._http import ConnectionTracker, serve
-from ._picod import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_OUTPUT_BYTES
+from ._kinds import AGENT_RUNTIME, CODE_INTERPRETER, KINDS, Backend, LocalKind
+from ._picod import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_OUTPUT_BYTES, BuiltinCodeInterpreter
 from ._router import DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_TIMEOUT, RouterApp
-from ._sandboxes import (
-    BuiltinCodeInterpreter,
-    EchoAgent,
-    ForwardingAgent,
-    PicodProcess,
-    Sandbox,
-    validate_agent_url,
-)
+from ._sandbox import Sandbox
+from ._sandbox.picod_process import PicodProcess
+from ._serving.keepalive import ConnectionTracker, serve
 from ._store import (
-    CODE_INTERPRETER,
     DEFAULT_GC_INTERVAL,
     DEFAULT_MAX_SESSION_DURATION,
     DEFAULT_SESSION_TIMEOUT,
@@ -40,9 +34,10 @@ from ._store import (
     SessionStore,
     TemplateRegistry,
 )
+from ._workload_manager import WorkloadManagerApp
 
 if TYPE_CHECKING:
-    from ._jwt import Signer
+    from ._serving.jwt import Signer
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +96,7 @@ class LocalAgentCube:
         port: int = 0,
         router_port: int = 0,
         token: str | None = None,
-        code_interpreters: Iterable[str] = ("my-interpreter",),
+        code_interpreters: Iterable[str] = CODE_INTERPRETER.default_templates,
         agents: Mapping[str, str | None] | None = None,
         root_dir: str | os.PathLike[str] | None = None,
         max_session_duration: float | None = DEFAULT_MAX_SESSION_DURATION,
@@ -127,7 +122,9 @@ class LocalAgentCube:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer")
-        agent_map: dict[str, str | None] = {"echo-agent": None} if agents is None else dict(agents)
+        agent_map = (
+            dict.fromkeys(AGENT_RUNTIME.default_templates) if agents is None else dict(agents)
+        )
         for url in agent_map.values():
             if url is not None:
                 validate_agent_url(url)
@@ -143,9 +140,12 @@ class LocalAgentCube:
         self._max_in_flight = max_in_flight
         self._quiet = quiet
 
+        given: dict[LocalKind, dict[str, str | None]] = {
+            CODE_INTERPRETER: dict.fromkeys(code_interpreters),
+            AGENT_RUNTIME: agent_map,
+        }
         self._templates = TemplateRegistry(
-            code_interpreters,
-            agent_map,
+            {kind: given.get(kind, dict.fromkeys(kind.default_templates)) for kind in KINDS},
             max_session_duration=max_session_duration,
             session_timeout=session_timeout,
             lifetimes=lifetimes,
@@ -180,7 +180,7 @@ class LocalAgentCube:
             try:
                 os.makedirs(self._staging_dir(), mode=0o700, exist_ok=True)
                 if self._picod is not None and self._signer is None:
-                    from ._jwt import Signer
+                    from ._serving.jwt import Signer
 
                     self._signer = Signer()
                     self._signer_tried = True
@@ -302,17 +302,20 @@ class LocalAgentCube:
         created before the call keep the agent they were created with. ``lifetime``
         overrides the cube's session lifetime for this template.
         """
-        if not isinstance(name, str) or not name:
-            raise ValueError("agent name must be a non-empty string")
-        if url is not None:
-            validate_agent_url(url)
-        self._templates.add_agent(name, url, lifetime)
+        self._register(AGENT_RUNTIME, name, url, lifetime)
 
     def register_code_interpreter(self, name: str, *, lifetime: Lifetime | None = None) -> None:
         """Add a CodeInterpreter template name (``lifetime`` as for :meth:`register_agent`)."""
+        self._register(CODE_INTERPRETER, name, None, lifetime)
+
+    def _register(
+        self, kind: LocalKind, name: str, url: str | None, lifetime: Lifetime | None
+    ) -> None:
         if not isinstance(name, str) or not name:
-            raise ValueError("code interpreter name must be a non-empty string")
-        self._templates.add_code_interpreter(name, lifetime)
+            raise ValueError(f"{kind.label} name must be a non-empty string")
+        if url is not None:
+            validate_agent_url(url)
+        self._templates.add(kind, name, url, lifetime)
 
     def _staging_dir(self) -> str:
         assert self._root is not None
@@ -324,37 +327,40 @@ class LocalAgentCube:
             if not self._signer_tried:
                 self._signer_tried = True
                 try:
-                    from ._jwt import Signer
+                    from ._serving.jwt import Signer
 
                     self._signer = Signer()
                 except ImportError:
                     logger.info("cryptography is not installed: agent requests go unsigned")
             return self._signer
 
-    def _make_sandbox(self, kind: str, name: str, session_id: str) -> Sandbox:
+    def _make_sandbox(self, kind: LocalKind, name: str, session_id: str) -> Sandbox:
+        """The sandbox of a new session: what the kind's backend builds for the template."""
         if self._root is None:
             raise RuntimeError("LocalAgentCube is not running")
-        if kind == CODE_INTERPRETER:
-            workspace = os.path.join(self._root, session_id)
-            if self._picod is not None:
-                assert self._signer is not None
-                return PicodProcess(
-                    self._picod,
-                    workspace,
-                    self._signer,
-                    log_path=os.path.join(self._staging_dir(), f"picod-{session_id}.log"),
-                )
-            return BuiltinCodeInterpreter(
-                workspace,
-                self._router_endpoint,
-                max_body_bytes=self._max_body,
-                max_output_bytes=self._max_output,
-                staging_dir=self._staging_dir(),
-            )
-        url = self._templates.agent_url(name)
+        if kind.backend is Backend.PICOD:
+            return self._picod_sandbox(os.path.join(self._root, session_id), session_id)
+        url = self._templates.target(kind, name)
         if url is None:
             return EchoAgent(self._router_endpoint)
         return ForwardingAgent(name, url, self._agent_signer)
+
+    def _picod_sandbox(self, workspace: str, session_id: str) -> Sandbox:
+        if self._picod is not None:
+            assert self._signer is not None
+            return PicodProcess(
+                self._picod,
+                workspace,
+                self._signer,
+                log_path=os.path.join(self._staging_dir(), f"picod-{session_id}.log"),
+            )
+        return BuiltinCodeInterpreter(
+            workspace,
+            self._router_endpoint,
+            max_body_bytes=self._max_body,
+            max_output_bytes=self._max_output,
+            staging_dir=self._staging_dir(),
+        )
 
     # -- sessions ------------------------------------------------------------------------------
     def sessions(self) -> list[SessionInfo]:

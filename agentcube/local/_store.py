@@ -14,28 +14,13 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ._sandboxes import Sandbox
+from ._kinds import LocalKind
+from ._sandbox import Sandbox
 
 logger = logging.getLogger(__name__)
-
-CODE_INTERPRETER = "CodeInterpreter"
-AGENT_RUNTIME = "AgentRuntime"
-
-#: control-plane path segment -> kind
-CONTROL_SEGMENTS: dict[str, str] = {
-    "code-interpreter": CODE_INTERPRETER,
-    "agent-runtime": AGENT_RUNTIME,
-}
-#: router path segment -> kind
-ROUTER_SEGMENTS: dict[str, str] = {
-    "code-interpreters": CODE_INTERPRETER,
-    "agent-runtimes": AGENT_RUNTIME,
-}
-#: kind -> the resource name in Kubernetes error texts
-RESOURCE_NAMES = {CODE_INTERPRETER: "codeinterpreters", AGENT_RUNTIME: "agentruntimes"}
 
 DEFAULT_MAX_SESSION_DURATION = 8 * 3600.0
 DEFAULT_SESSION_TIMEOUT = 15 * 60.0
@@ -77,7 +62,7 @@ class SessionInfo:
     workspace: str | None
 
 
-SandboxFactory = Callable[[str, str, str], Sandbox]
+SandboxFactory = Callable[[LocalKind, str, str], Sandbox]
 """``factory(kind, template_name, session_id)`` builds the sandbox of a new session."""
 
 
@@ -90,58 +75,52 @@ class StoreClosed(RuntimeError):
 
 
 class TemplateRegistry:
-    """Code-interpreter names, agents (name -> forward URL or None) and their lifetimes."""
+    """Each kind's templates (name -> an agent's forward URL, else None) and their lifetimes."""
 
     def __init__(
         self,
-        code_interpreters: Iterable[str],
-        agents: Mapping[str, str | None],
+        templates: Mapping[LocalKind, Mapping[str, str | None]],
         *,
         max_session_duration: float | None = DEFAULT_MAX_SESSION_DURATION,
         session_timeout: float | None = DEFAULT_SESSION_TIMEOUT,
         lifetimes: Mapping[str, Lifetime] | None = None,
     ) -> None:
         self._lock = threading.Lock()
-        self._code_interpreters = set(code_interpreters)
-        self._agents = dict(agents)
+        #: the kinds served, in the table's order
+        self.kinds = tuple(templates)
+        self._targets = {kind: dict(names) for kind, names in templates.items()}
         self._default = (
             _seconds(max_session_duration, "max_session_duration"),
             _seconds(session_timeout, "session_timeout"),
         )
-        self._lifetimes: dict[tuple[str, str], Lifetime] = {}
+        self._lifetimes: dict[tuple[LocalKind, str], Lifetime] = {}
         for name, lifetime in (lifetimes or {}).items():
             if not isinstance(lifetime, Lifetime):
                 raise ValueError(f"the lifetime of {name!r} must be a Lifetime")
-            for kind in (CODE_INTERPRETER, AGENT_RUNTIME):
+            for kind in self.kinds:
                 self._lifetimes[(kind, name)] = lifetime
 
-    def exists(self, kind: str, name: str) -> bool:
+    def exists(self, kind: LocalKind, name: str) -> bool:
         with self._lock:
-            if kind == CODE_INTERPRETER:
-                return name in self._code_interpreters
-            if kind == AGENT_RUNTIME:
-                return name in self._agents
-            return False
+            return name in self._targets.get(kind, ())
 
-    def agent_url(self, name: str) -> str | None:
+    def target(self, kind: LocalKind, name: str) -> str | None:
+        """The URL a template's requests are forwarded to; None: the built-in sandbox."""
         with self._lock:
-            if name not in self._agents:
+            targets = self._targets.get(kind, {})
+            if name not in targets:
                 raise UnknownTemplate(name)
-            return self._agents[name]
+            return targets[name]
 
-    def add_agent(self, name: str, url: str | None, lifetime: Lifetime | None = None) -> None:
+    def add(
+        self, kind: LocalKind, name: str, target: str | None, lifetime: Lifetime | None = None
+    ) -> None:
         with self._lock:
-            self._agents[name] = url
+            self._targets[kind][name] = target
             if lifetime is not None:
-                self._lifetimes[(AGENT_RUNTIME, name)] = lifetime
+                self._lifetimes[(kind, name)] = lifetime
 
-    def add_code_interpreter(self, name: str, lifetime: Lifetime | None = None) -> None:
-        with self._lock:
-            self._code_interpreters.add(name)
-            if lifetime is not None:
-                self._lifetimes[(CODE_INTERPRETER, name)] = lifetime
-
-    def lifetime(self, kind: str, name: str) -> tuple[float, float]:
+    def lifetime(self, kind: LocalKind, name: str) -> tuple[float, float]:
         """(max session duration, session timeout) in seconds; ``inf`` = never."""
         with self._lock:
             lifetime = self._lifetimes.get((kind, name), Lifetime())
@@ -167,7 +146,7 @@ class Session:
     def __init__(
         self,
         session_id: str,
-        kind: str,
+        kind: LocalKind,
         name: str,
         namespace: str,
         sandbox: Sandbox,
@@ -190,7 +169,7 @@ class Session:
     def info(self) -> SessionInfo:
         return SessionInfo(
             session_id=self.session_id,
-            kind=self.kind,
+            kind=self.kind.name,
             name=self.name,
             namespace=self.namespace,
             created_at=self.created_at,
@@ -212,11 +191,11 @@ class SessionStore:
         self._gc_stop = threading.Event()
 
     # -- create / find / delete ------------------------------------------------------------
-    def create(self, kind: str, name: str, namespace: str) -> Session:
+    def create(self, kind: LocalKind, name: str, namespace: str) -> Session:
         """Create a session of a template; raises UnknownTemplate, StoreClosed, or the
         sandbox's start error."""
         if not self.templates.exists(kind, name):
-            raise UnknownTemplate(f"{kind} {name!r}")
+            raise UnknownTemplate(f"{kind.name} {name!r}")
         if self._closed:
             raise StoreClosed("the server is shutting down")
         session_id = str(uuid.uuid4())
@@ -231,7 +210,7 @@ class SessionStore:
         if closed:
             sandbox.close()
             raise StoreClosed("the server is shutting down")
-        logger.info("created %s session %s (%s/%s)", kind, session_id, namespace, name)
+        logger.info("created %s session %s (%s/%s)", kind.name, session_id, namespace, name)
         return session
 
     def get(self, session_id: str) -> Session | None:

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from agentcube.local import LocalAgentCube
-from agentcube.local._go import format_duration, format_seconds_rounded, parse_duration
+from agentcube.local._go.stdlib import format_duration, format_seconds_rounded, parse_duration
 
 from .helpers import Api
 

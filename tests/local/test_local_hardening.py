@@ -17,8 +17,9 @@ import psutil
 import pytest
 import requests
 
-from agentcube.local import LocalAgentCube, _paths
-from agentcube.local._paths import Workspace
+from agentcube.local import LocalAgentCube
+from agentcube.local._sandbox import paths
+from agentcube.local._sandbox.paths import Workspace
 
 from .helpers import Api
 
@@ -83,14 +84,18 @@ def bystander() -> Iterator[subprocess.Popen[bytes]]:
 # -- 1. every process a session started ends with it, and nothing else --------------------------
 
 
-@pytest.mark.skipif(not LINUX, reason="descendant tracking is Linux-only (documented in _procs)")
+@pytest.mark.skipif(
+    not LINUX, reason="descendant tracking is Linux-only (documented in _sandbox/procs.py)"
+)
 def test_setsid_and_double_fork_jobs_die_with_the_session(
     api: Api, cube: LocalAgentCube, bystander: subprocess.Popen[bytes]
 ) -> None:
-    from agentcube.local import _procs
+    from agentcube.local._sandbox import procs
 
-    if not _procs.descendant_tracking_available():
-        pytest.skip("no subreaper/pidfd here: process groups only (documented in _procs)")
+    if not procs.descendant_tracking_available():
+        pytest.skip(
+            "no subreaper/pidfd here: process groups only (documented in _sandbox/procs.py)"
+        )
     sid = api.create()
     workspace = _workspace(cube, sid)
     marker = "1000.25"
@@ -154,9 +159,9 @@ def test_a_reused_process_group_id_is_never_signalled(
     if not os.access("/proc/sys/kernel/ns_last_pid", os.W_OK):
         pytest.skip("cannot choose the next pid here (needs CAP_SYS_ADMIN)")
     if mode == "process-groups":  # the fallback of platforms without subreaper/pidfd
-        from agentcube.local import _procs
+        from agentcube.local._sandbox import procs
 
-        monkeypatch.setattr(_procs, "descendant_tracking_available", lambda: False, raising=False)
+        monkeypatch.setattr(procs, "descendant_tracking_available", lambda: False, raising=False)
     sid = api.create()
     # the command's group outlives the command for a moment (its background sleep) ...
     result = api.execute(sid, ["bash", "-c", "sleep 0.3 >/dev/null 2>&1 & echo $$"])
@@ -199,9 +204,9 @@ def test_fallback_never_signals_a_group_whose_leader_is_not_ours(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A remembered group id is signalled only while its leader is ours and unreaped."""
-    from agentcube.local import _procs
+    from agentcube.local._sandbox import procs
 
-    supervisor = _procs.GroupSupervisor()
+    supervisor = procs.GroupSupervisor()
     child = supervisor.spawn([b"true"], executable=b"/bin/true", cwd=b"/", env=None)
     assert child.wait(5) == 0
     supervisor.finished(child)  # remembered (its leader kept unreaped) ...
@@ -214,9 +219,9 @@ def test_fallback_never_signals_a_group_whose_leader_is_not_ours(
 
 
 def test_fallback_still_kills_its_own_groups() -> None:
-    from agentcube.local import _procs
+    from agentcube.local._sandbox import procs
 
-    supervisor = _procs.GroupSupervisor()
+    supervisor = procs.GroupSupervisor()
     read_end, write_end = os.pipe()
     child = supervisor.spawn(
         [b"sh", b"-c", b"sleep 1000.75 >/dev/null 2>&1 & echo $!"],
@@ -240,12 +245,12 @@ def test_fallback_still_kills_its_own_groups() -> None:
 
 @pytest.mark.skipif(not LINUX, reason="descendant tracking is Linux-only")
 def test_supervisor_kills_only_its_subtree_and_passes_fds(tmp_path: Path) -> None:
-    from agentcube.local import _procs
+    from agentcube.local._sandbox import procs
 
-    if not _procs.descendant_tracking_available():
+    if not procs.descendant_tracking_available():
         pytest.skip("no subreaper/pidfd here")
-    supervisor = _procs.ProcessSupervisor()
-    assert isinstance(supervisor, _procs.SubreaperSupervisor)
+    supervisor = procs.ProcessSupervisor()
+    assert isinstance(supervisor, procs.SubreaperSupervisor)
     read_end, write_end = os.pipe()
     child = supervisor.spawn(
         [b"sh", b"-c", b"echo $PPID; (setsid sleep 1000.8 >/dev/null 2>&1 & echo $!) ; exit 3"],
@@ -275,9 +280,9 @@ def test_supervisor_kills_only_its_subtree_and_passes_fds(tmp_path: Path) -> Non
 def test_killing_the_supervisor_does_not_let_the_session_escape(
     api: Api, cube: LocalAgentCube, bystander: subprocess.Popen[bytes]
 ) -> None:
-    from agentcube.local import _procs
+    from agentcube.local._sandbox import procs
 
-    if not _procs.descendant_tracking_available():
+    if not procs.descendant_tracking_available():
         pytest.skip("no subreaper/pidfd here")
     sid = api.create()
     workspace = _workspace(cube, sid)
@@ -355,7 +360,7 @@ def test_a_request_in_flight_at_deletion_never_recreates_the_workspace(
     cube: LocalAgentCube, monkeypatch: pytest.MonkeyPatch, operation: str, deletion_waits: bool
 ) -> None:
     if not deletion_waits:  # the deletion does not wait: the request runs after the removal
-        monkeypatch.setattr(_paths, "CLOSE_WAIT_SECONDS", 0.0, raising=False)
+        monkeypatch.setattr(paths, "CLOSE_WAIT_SECONDS", 0.0, raising=False)
     api, deleter = Api(cube), Api(cube)
     sid = api.create()
     workspace = _workspace(cube, sid)
@@ -669,11 +674,11 @@ def test_the_root_handle_cannot_create_in_a_removed_workspace(tmp_path: Path) ->
     workspace.create()
     target = workspace.sanitize("a/b/c.txt")
     shutil.rmtree(tmp_path / "ws")  # removed under the open handle
-    with pytest.raises(_paths.MkdirError, match="no such file or directory"):
+    with pytest.raises(paths.MkdirError, match="no such file or directory"):
         workspace.create_file(target, "a/b/c.txt", 0o644)
     with pytest.raises(FileNotFoundError):
         workspace.create_file(workspace.sanitize("c.txt"), "c.txt", 0o644)
     assert not (tmp_path / "ws").exists()
     workspace.close()
-    with pytest.raises(_paths.WorkspaceGone):
+    with pytest.raises(paths.WorkspaceGone):
         workspace.open_directory(workspace.root)

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agentcube.local import LocalAgentCube
-from agentcube.local._jwt import Signer
+from agentcube.local._serving.jwt import Signer
 
 from .helpers import SESSION_HEADER, Api
 from .picod_standin import TokenError, verify

@@ -2,11 +2,14 @@
 
 Texts and formats the wire shows: ``strconv.Quote``, ``time.Duration`` parsing and
 printing, RFC 3339 timestamps, ``encoding/json`` output, ``os.FileMode`` strings, errno
-texts, ``path.Clean``, URL path escaping, HTTP dates and ``mime.TypeByExtension``.
+texts, ``path.Clean``, URL path escaping, HTTP dates, ``mime.TypeByExtension`` and
+``base64.StdEncoding`` decoding.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import codecs
 import math
 import os
@@ -648,3 +651,65 @@ def ext(path: str) -> str:
             return path[index:]
         index -= 1
     return ""
+
+
+# -- base64 -------------------------------------------------------------------------------------
+
+
+def b64decode_std(text: str) -> bytes:
+    """``base64.StdEncoding.DecodeString``; ValueError carries Go's message."""
+    if text.isascii() and "\n" not in text and "\r" not in text:
+        stripped = text.rstrip("=")
+        if "=" not in stripped and len(text) % 4 == 0 and len(text) - len(stripped) <= 2:
+            try:
+                return base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                pass
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    table = {ord(c): i for i, c in enumerate(alphabet)}
+    src = text.encode("utf-8")
+    out = bytearray()
+    si = 0
+
+    def corrupt(position: int) -> ValueError:
+        return ValueError(f"illegal base64 data at input byte {position}")
+
+    while True:
+        quantum = [0, 0, 0, 0]
+        dlen = 4
+        j = 0
+        while j < 4:
+            if si == len(src):
+                if j == 0:
+                    return bytes(out)
+                raise corrupt(si - j)
+            byte = src[si]
+            si += 1
+            if byte in table:
+                quantum[j] = table[byte]
+                j += 1
+                continue
+            if byte in (0x0A, 0x0D):
+                continue
+            if byte != 0x3D:
+                raise corrupt(si - 1)
+            if j in (0, 1):
+                raise corrupt(si - 1)
+            if j == 2:
+                while si < len(src) and src[si] in (0x0A, 0x0D):
+                    si += 1
+                if si == len(src):
+                    raise corrupt(len(src))
+                if src[si] != 0x3D:
+                    raise corrupt(si - 1)
+                si += 1
+            while si < len(src) and src[si] in (0x0A, 0x0D):
+                si += 1
+            if si < len(src):
+                raise corrupt(si)
+            dlen = j
+            break
+        value = quantum[0] << 18 | quantum[1] << 12 | quantum[2] << 6 | quantum[3]
+        out += value.to_bytes(3, "big")[: dlen - 1]
+        if dlen < 4:
+            return bytes(out)

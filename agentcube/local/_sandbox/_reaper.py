@@ -1,4 +1,4 @@
-"""The process supervisors (Linux): a small program of its own, run by :mod:`_procs`.
+"""The process supervisors (Linux): a small program of its own, run by :mod:`procs`.
 
 Started once per server process as ``python -I -S _reaper.py FD`` (FD: its end of a
 ``SOCK_SEQPACKET`` socket pair), it is the *zygote*: for each session that runs a command, the

@@ -11,20 +11,22 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._gin import (
+from ._go.binding import CREATE_SANDBOX_REQUEST, BindError, bind
+from ._go.gin import (
     BodyReadError,
     GinRoutes,
     GoResponse,
+    MaxBytesReader,
     Request,
     json_response,
     not_found,
+    read_all,
     trailing_slash_redirect,
 )
-from ._gojson import CREATE_SANDBOX_REQUEST, BindError, bind
-from ._picod import _LimitedBody, _read_all
-from ._sandboxes import SandboxStartError
-from ._store import AGENT_RUNTIME, CONTROL_SEGMENTS, SessionStore, StoreClosed, UnknownTemplate
-from ._wsgi import CLOSE_CONNECTION, BadRequestLine, build_request, plain_response, respond
+from ._kinds import LocalKind
+from ._sandbox import SandboxStartError
+from ._serving.wsgi import CLOSE_CONNECTION, BadRequestLine, build_request, plain_response, respond
+from ._store import SessionStore, StoreClosed, UnknownTemplate
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -32,10 +34,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _MAX_BODY = 32 << 20  # the real one reads any size; this is a safety cap
-_NOT_FOUND = {
-    "CodeInterpreter": "code interpreter not found",
-    AGENT_RUNTIME: "agent runtime not found",
-}
 
 
 def _error(status: int, message: str) -> GoResponse:
@@ -48,9 +46,12 @@ class WorkloadManagerApp:
     def __init__(self, store: SessionStore, *, token: str | None) -> None:
         self._store = store
         self._token = token
+        self._kinds: dict[str, LocalKind] = {
+            kind.control_plane_segment: kind for kind in store.templates.kinds
+        }
         routes = GinRoutes()
         routes.add("GET", "/health", self._health)
-        for segment in CONTROL_SEGMENTS:
+        for segment in self._kinds:
             routes.add("POST", f"/v1/{segment}", self._create)
             routes.add("DELETE", f"/v1/{segment}/sessions/:sessionId", self._delete)
         self._routes = routes
@@ -101,9 +102,9 @@ class WorkloadManagerApp:
         return json_response(200, {"status": "healthy"})
 
     def _create(self, request: Request, params: dict[str, str]) -> GoResponse:
-        kind = CONTROL_SEGMENTS[request.path.split("/")[2]]
+        kind = self._kinds[request.path.split("/")[2]]
         try:
-            body = bind(_read_all(_LimitedBody(request.body, _MAX_BODY)), CREATE_SANDBOX_REQUEST)
+            body = bind(read_all(MaxBytesReader(request.body, _MAX_BODY)), CREATE_SANDBOX_REQUEST)
         except (BindError, BodyReadError):
             return _error(400, "Invalid request body")
         namespace: str = body["namespace"] or ""
@@ -115,9 +116,9 @@ class WorkloadManagerApp:
         try:
             session = self._store.create(kind, name, namespace)
         except UnknownTemplate:
-            return _error(404, _NOT_FOUND[kind])
+            return _error(404, kind.not_found)
         except (StoreClosed, SandboxStartError, OSError):
-            logger.exception("could not create a %s session", kind)
+            logger.exception("could not create a %s session", kind.name)
             return _error(500, "internal server error")
         answer: dict[str, Any] = {
             "kind": "Sandbox",

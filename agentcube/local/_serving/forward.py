@@ -13,8 +13,8 @@ import socket
 import threading
 from collections.abc import Iterable, Iterator
 
-from ._gin import Headers, Request, gunzip_stream
-from ._go import escape_path
+from .._go.gin import Headers, Request, gunzip_stream
+from .._go.stdlib import escape_path
 
 logger = logging.getLogger(__name__)
 

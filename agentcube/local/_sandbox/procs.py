@@ -66,7 +66,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from ._paths import UMASK
+from .paths import UMASK
 
 logger = logging.getLogger(__name__)
 

@@ -64,7 +64,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from ._go import clean, errno_text, rel
+from .._go.stdlib import clean, errno_text, rel
 
 logger = logging.getLogger(__name__)
 

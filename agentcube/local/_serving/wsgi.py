@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hmac
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._forward import ReadDeadline
-from ._gin import BodyReadError, GoResponse, Headers, Request, Response, status_text
-from ._go import canonical_header, unescape_path
-from ._http import CLOSE_CONNECTION, RAW_HEADERS, REQUEST_START
+from .._go.gin import BodyReadError, GoResponse, Headers, Request, Response, status_text
+from .._go.stdlib import canonical_header, unescape_path
+from .forward import ReadDeadline
+from .keepalive import CLOSE_CONNECTION, RAW_HEADERS, REQUEST_START
 
 __all__ = ["CLOSE_CONNECTION", "RAW_HEADERS", "REQUEST_START"]
 
@@ -176,23 +175,6 @@ class _Closing:
         finally:
             if self._on_close is not None:
                 self._on_close()
-
-
-def json_error(status: int, payload: Any) -> GoResponse:
-    from ._gin import json_response
-
-    return json_response(status, payload)
-
-
-def bearer_ok(headers: Headers, token: str | None) -> bool:
-    """True when the header carries exactly ``Bearer <token>``."""
-    if token is None:
-        return True
-    header = headers.get("Authorization") or ""
-    scheme, _, presented = header.partition(" ")
-    return scheme == "Bearer" and hmac.compare_digest(
-        presented.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8")
-    )
 
 
 def request_path(environ: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ import base64
 import time
 from typing import Any
 
-from ._go import gin_h, go_json
+from .._go.stdlib import gin_h, go_json
 
 TOKEN_LIFETIME = 5 * 60
 ISSUER = "agentcube-router"

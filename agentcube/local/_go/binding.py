@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ._go import go_quote
+from .stdlib import go_quote
 
 #: A field type: "string", "[]string" or "map[string]string".
 FieldType = str

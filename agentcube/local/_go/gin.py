@@ -1,15 +1,27 @@
 """What the Go services are built on, as the wire shows it: requests, responses, gin's routing
-(trailing-slash redirects, its plain-text 404), gin-contrib/gzip, and net/http's framing.
+(trailing-slash redirects, its plain-text 404) and context, gin-contrib/gzip, and net/http's
+framing and ``MaxBytesReader``.
 """
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ._go import canonical_header, clean, escape_path, go_json, hex_escape_non_ascii, html_escape
+from .stdlib import (
+    MarshalError,
+    canonical_header,
+    clean,
+    escape_path,
+    go_json,
+    hex_escape_non_ascii,
+    html_escape,
+)
+
+logger = logging.getLogger(__name__)
 
 #: net/http buffers this much before it must choose chunked encoding over Content-Length.
 GO_CHUNKING_BUFFER = 2048
@@ -90,6 +102,39 @@ class Body(Protocol):
     """A request body: ``read(n)`` returns at most n bytes, b"" at the end."""
 
     def read(self, size: int = -1) -> bytes: ...
+
+
+_READ_CHUNK = 64 * 1024
+_BODY_TOO_LARGE = "http: request body too large"
+
+
+class MaxBytesReader:
+    """``http.MaxBytesReader``: reading past ``limit`` bytes fails with Go's error text."""
+
+    def __init__(self, body: Any, limit: int) -> None:
+        self._body = body
+        self._left = limit
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left < 0:
+            raise BodyReadError(_BODY_TOO_LARGE)
+        want = _READ_CHUNK if size is None or size < 0 else size
+        data = self._body.read(min(want, self._left + 1))
+        if len(data) > self._left:
+            self._left = -1
+            raise BodyReadError(_BODY_TOO_LARGE)
+        self._left -= len(data)
+        return bytes(data)
+
+
+def read_all(body: Any) -> bytes:
+    """``io.ReadAll``."""
+    parts: list[bytes] = []
+    while True:
+        chunk = body.read(_READ_CHUNK)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
 
 
 @dataclass
@@ -245,6 +290,35 @@ def gunzip_stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
 def json_response(status: int, payload: Any) -> GoResponse:
     """gin's ``c.JSON``."""
     return GoResponse(status, Headers([("Content-Type", JSON_TYPE)]), go_json(payload))
+
+
+@dataclass
+class Context:
+    """A gin context: the request, route params, and the headers written so far."""
+
+    request: Request
+    params: dict[str, str]
+    headers: Headers
+    gzip: bool
+
+    def json(self, status: int, payload: Any) -> GoResponse:
+        """gin's ``c.JSON``: when ``json.Marshal`` fails (a time outside the years 0 to 9999),
+        gin records the error and writes no body: the status, the JSON type, nothing else."""
+        if "Content-Type" not in self.headers:
+            self.headers.set("Content-Type", JSON_TYPE)
+        try:
+            body = go_json(payload)
+        except MarshalError as exc:
+            logger.debug("answer not marshalled: %s", exc)
+            body = b""
+        return GoResponse(status, self.headers, body, gzip=self.gzip)
+
+    def text_error(self, status: int, message: str) -> GoResponse:
+        """``http.Error``."""
+        self.headers.delete("Content-Length")
+        self.headers.set("Content-Type", "text/plain; charset=utf-8")
+        self.headers.set("X-Content-Type-Options", "nosniff")
+        return GoResponse(status, self.headers, (message + "\n").encode(), gzip=self.gzip)
 
 
 # -- routing --------------------------------------------------------------------------------------
