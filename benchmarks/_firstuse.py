@@ -83,7 +83,7 @@ CONTENDERS = ("sdk", "raw", "upstream", "python", "pydantic")
 
 
 def _programs(wm: str, router: str) -> dict[str, str]:
-    from agentcube._ops import _UNDER_DEADLINE
+    from agentcube._flows.commands import UNDER_DEADLINE as _UNDER_DEADLINE
     from agentcube._protocol import USER_AGENT
 
     argv = ["sh", "-c", _UNDER_DEADLINE, "sh", "true", "120.000"]

@@ -308,7 +308,7 @@ def bench_calls(server: ServerProcess, s: Settings, report: Report, work: str) -
     """execute_command("true"), write_file, list_files and download_file of 1 KiB, each
     against the same wire requests sent by hand."""
     section(f"per-call overhead ({s.calls} calls each, interleaved)")
-    from agentcube._ops import _UNDER_DEADLINE
+    from agentcube._flows.commands import UNDER_DEADLINE as _UNDER_DEADLINE
 
     wm, router = server.workload_manager_url, server.router_url
     client = CodeInterpreterClient(workload_manager_url=wm, router_url=router)

@@ -156,7 +156,7 @@ def test_a_token_echoed_across_the_500_character_cut_shows_none_of_it(
     dp = AgentRuntimeDataPlaneClient(echo.url, "default", "a", auth=TokenAuth(TOKEN), retry=ONCE)
     with pytest.raises(ServerError) as info:
         agentcube._sync.run(
-            agentcube._ops.invoke(dp.target("s-1"), {}, None, "text"), dp._transport
+            agentcube._flows.agent_runtime.invoke(dp.target("s-1"), {}, None, "text"), dp._transport
         )
     assert TOKEN[:4] not in str(info.value)  # scrubbed first, then cut
     _assert_carries_nothing(info.value, TOKEN)
@@ -304,13 +304,13 @@ def test_an_interrupt_after_the_id_is_read_leaves_nothing(
     cube: LocalAgentCube, urls: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Ctrl-C right after the create's answer was validated, before the client owned it.
-    real = agentcube._ops.check_server_session_id
+    real = agentcube._flows.control_plane.check_server_session_id
 
     def interrupted(value: object) -> str:
         real(value)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(agentcube._ops, "check_server_session_id", interrupted)
+    monkeypatch.setattr(agentcube._flows.control_plane, "check_server_session_id", interrupted)
     before = {s.session_id for s in cube.sessions()}
     with pytest.raises(KeyboardInterrupt):
         CodeInterpreterClient(**urls)
