@@ -69,23 +69,24 @@ class RouterTarget(NamedTuple):
 class Executed:
     """An ``api/execute`` answer as the SDK reads it: the exit code and the output.
 
-    ``answer`` is the answer as checked (see :func:`read_answer`); its wire model is built
-    only when the public API returns one (:meth:`response`).
+    Built from the answer as checked (see :func:`read_answer`) and the answer's body, from
+    which the wire model is built only when the public API returns one (:meth:`response`).
     """
 
-    __slots__ = ("answer", "exit_code", "stderr", "stdout")
+    __slots__ = ("content", "exit_code", "stderr", "stdout")
 
-    def __init__(self, answer: dict[str, Any]) -> None:
-        self.answer = answer
+    def __init__(self, answer: dict[str, Any], content: bytes) -> None:
         self.exit_code: int = answer["exit_code"]
         self.stdout: str = answer.get("stdout") or ""
         self.stderr: str = answer.get("stderr") or ""
+        self.content = content
 
     def response(self) -> ExecuteResponse:
-        """The :class:`~agentcube.models.ExecuteResponse` of the answer."""
+        """The :class:`~agentcube.models.ExecuteResponse` of the answer (already checked: the
+        model accepts it)."""
         from ..models import ExecuteResponse
 
-        return ExecuteResponse.model_validate(self.answer)
+        return ExecuteResponse.model_validate_json(self.content)
 
 
 def read_answer(

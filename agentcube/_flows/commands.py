@@ -93,9 +93,8 @@ def _usual_execute_answer(body: dict[str, Any]) -> bool:
 def parse_executed(reply: Reply, session_id: str | None) -> Executed:
     """An ``api/execute`` answer as :class:`~agentcube.models.ExecuteResponse` reads it
     (DataPlaneError when it is not one); the model is built only for an unusual shape."""
-    return Executed(
-        read_answer(reply, "ExecuteResponse", _usual_execute_answer, "api/execute", session_id)
-    )
+    answer = read_answer(reply, "ExecuteResponse", _usual_execute_answer, "api/execute", session_id)
+    return Executed(answer, reply.content)
 
 
 def execute_command(
