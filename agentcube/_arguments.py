@@ -21,6 +21,15 @@ from ._protocol import RetryPolicy
 from .auth import AuthProvider
 
 
+def _options(given: dict[str, Any], **renamed: Any) -> dict[str, Any]:
+    """The keyword arguments of :class:`SessionArguments` found in a constructor's
+    ``locals()`` (its parameters), plus ``renamed`` ones: each argument is passed on by name
+    without being written out again."""
+    options = {name: given[name] for name in _OPTION_NAMES if name in given}
+    options.update(renamed)
+    return options
+
+
 class SessionArguments(SessionCore):
     """The keyword arguments of every session client; checks them and opens the client."""
 
@@ -45,23 +54,7 @@ class SessionArguments(SessionCore):
     ) -> None:
         self._init_state()
         self._init_driver()
-        attach_to = self._configure(
-            name=name,
-            namespace=namespace,
-            session_id=session_id,
-            workload_manager_url=workload_manager_url,
-            router_url=router_url,
-            auth_token=auth_token,
-            auth=auth,
-            workload_manager_auth=workload_manager_auth,
-            router_auth=router_auth,
-            ttl=ttl,
-            metadata=metadata,
-            verbose=verbose,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retry=retry,
-        )
+        attach_to = self._configure(**_options(locals()))
         self._open(attach_to)
 
     def _init_driver(self) -> None:
@@ -97,23 +90,7 @@ class CodeInterpreterArguments(SessionArguments):
         router_auth: AuthProvider | None = None,
     ) -> None:
         self.ttl = ttl
-        super().__init__(
-            name=name,
-            namespace=namespace,
-            session_id=session_id,
-            workload_manager_url=workload_manager_url,
-            router_url=router_url,
-            auth_token=auth_token,
-            auth=auth,
-            workload_manager_auth=workload_manager_auth,
-            router_auth=router_auth,
-            ttl=ttl,
-            metadata=metadata,
-            verbose=verbose,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retry=retry,
-        )
+        super().__init__(**_options(locals()))
 
 
 class AgentRuntimeArguments(SessionArguments):
@@ -137,18 +114,9 @@ class AgentRuntimeArguments(SessionArguments):
         router_auth: AuthProvider | None = None,
     ) -> None:
         self.agent_name = agent_name
-        super().__init__(
-            name=agent_name,
-            namespace=namespace,
-            session_id=session_id,
-            workload_manager_url=workload_manager_url,
-            router_url=router_url,
-            auth_token=auth_token,
-            auth=auth,
-            workload_manager_auth=workload_manager_auth,
-            router_auth=router_auth,
-            verbose=verbose,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retry=retry,
-        )
+        super().__init__(**_options(locals(), name=agent_name))
+
+
+# The names SessionArguments takes (its keyword-only parameters), read from its signature.
+_CODE = SessionArguments.__init__.__code__
+_OPTION_NAMES = _CODE.co_varnames[_CODE.co_argcount : _CODE.co_argcount + _CODE.co_kwonlyargcount]
