@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _logging  # noqa: F401  (installs the package NullHandler)
 from ._exit_cleanup import enable_exit_cleanup
-from ._ops import BackgroundProcess
+from ._flows.commands import BackgroundProcess
 from ._protocol import RetryPolicy
 from ._version import __version__
 from .agent_runtime import AgentRuntimeClient

@@ -1,13 +1,17 @@
 """Configuration resolution and input validation, in one place.
 
-Every value a caller or a server gives us is checked here before it reaches a URL or a header.
-Resolution order for URLs: the argument, then the environment variable; there is no default URL.
+Every value a caller or a server gives us is checked here before it reaches a URL, a header or
+a request body: URLs, session ids, Kubernetes names, timeouts, sandbox paths, argv lists,
+environments, file modes, part sizes, ttl and metadata. Resolution order for URLs: the
+argument, then the environment variable; there is no default URL.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import re
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from .exceptions import InvalidArgumentError, InvalidResponseError
@@ -160,3 +164,124 @@ def check_seconds(value: object, what: str) -> float:
 def _preview(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_ttl(ttl: object) -> None:
+    """A session's ttl: None or a positive int of seconds."""
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
+        raise InvalidArgumentError(f"ttl must be a positive number of seconds, not {ttl!r}")
+
+
+def check_metadata(metadata: object) -> None:
+    """A session's metadata: None or a mapping with string keys."""
+    if metadata is not None and (
+        not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata)
+    ):
+        raise InvalidArgumentError("metadata must be a dict with string keys")
+
+
+# -- what goes into a sandbox ----------------------------------------------------------------------
+
+DEFAULT_COMMAND_TIMEOUT = 120.0
+# PicoD refuses request bodies over 32 MiB, and the Router must receive a whole request within
+# 30 s: larger files go in parts of this size (8 MiB arrives in 30 s down to ~2.3 Mbit/s).
+PART_SIZE = 8 * 1024 * 1024
+MAX_PART_SIZE = 32 * 1024 * 1024 - 64 * 1024
+MIN_PART_SIZE = 64 * 1024
+
+
+def check_text(value: str, what: str) -> None:
+    """Text that a URL or a JSON body can carry as is: no NUL, no lone surrogate."""
+    if "\0" in value:
+        raise InvalidArgumentError(f"{what} must not contain NUL")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no URL or JSON text can carry it as is
+            raise InvalidArgumentError(f"{what} must be valid Unicode text") from None
+
+
+def workspace_path(path: object, what: str = "remote_path", *, allow_root: bool = True) -> str:
+    """A sandbox path as the sandbox resolves it: relative to the workspace, cleaned.
+
+    An absolute path is taken relative to the workspace (as the sandbox does); ``..`` that
+    stays inside is resolved here, so the path reaches the sandbox in its plain form. ``"."``
+    is the workspace itself.
+
+    Raises:
+        InvalidArgumentError: not a non-empty string, NUL or invalid text, or it leaves the
+            workspace (or names the workspace itself where ``allow_root`` is False).
+    """
+    if not isinstance(path, str) or not path:
+        raise InvalidArgumentError(f"{what} must be a non-empty string")
+    check_text(path, what)
+    clean = posixpath.normpath(path)
+    if clean.startswith("/"):
+        clean = clean.lstrip("/") or "."
+    if clean == ".." or clean.startswith("../"):
+        raise InvalidArgumentError(f"{what} {path!r} leaves the sandbox's workspace")
+    if clean == "." and not allow_root:
+        raise InvalidArgumentError(f"{what} {path!r} names the workspace directory, not a file")
+    return clean
+
+
+def check_argv(command: object) -> list[str]:
+    """A command as an argv: a non-empty list (or tuple) of strings."""
+    if isinstance(command, tuple):
+        command = list(command)
+    if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
+        raise InvalidArgumentError("command must be a non-empty list of strings")
+    for arg in command:
+        check_text(arg, "a command argument")
+    return command
+
+
+def check_env(env: object) -> dict[str, str]:
+    """Variables added to a command's environment: names (no ``=``, no NUL) to strings."""
+    if not isinstance(env, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and "=" not in k and "\0" not in k + v
+        for k, v in env.items()
+    ):
+        raise InvalidArgumentError("env must map variable names to string values")
+    return dict(env)
+
+
+def command_timeout(timeout: object) -> float:
+    """A command's timeout in seconds: None or 0 mean the default (120 s)."""
+    if timeout is None or (
+        isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout == 0
+    ):
+        return DEFAULT_COMMAND_TIMEOUT
+    seconds = check_timeout(timeout, "timeout")
+    assert seconds is not None
+    return seconds
+
+
+def check_mode(mode: object) -> int | None:
+    """A file mode: None, an int, or an octal string such as "0755" or "755"."""
+    if mode is None:
+        return None
+    if isinstance(mode, int) and not isinstance(mode, bool):
+        bits = mode
+    elif isinstance(mode, str) and 1 <= len(mode) <= 4 and all(c in "01234567" for c in mode):
+        bits = int(mode, 8)
+    else:
+        raise InvalidArgumentError(f"mode must be an octal string like '0644', not {mode!r}")
+    if not 0 <= bits <= 0o7777:
+        raise InvalidArgumentError(f"mode {mode!r} is out of range (0 to 0o7777)")
+    return bits
+
+
+def check_part_size(part_size: object) -> int:
+    """The size of an upload's parts: None (8 MiB) or an int from 64 KiB to 32 MiB - 64 KiB."""
+    if part_size is None:
+        return PART_SIZE
+    if (
+        isinstance(part_size, bool)
+        or not isinstance(part_size, int)
+        or not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE
+    ):
+        raise InvalidArgumentError(
+            f"part_size must be an int between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes"
+        )
+    return part_size

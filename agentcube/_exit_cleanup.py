@@ -111,8 +111,8 @@ def cleanup_owned_sessions() -> list[str]:
         timeout = _timeout
     if not owned:
         return []
-    from . import _ops
     from ._drivers._sync import SyncTransport, keep_signals_for_the_main_thread, run
+    from ._flows import control_plane
 
     deadline = time.monotonic() + timeout
     done: set[str] = set()
@@ -126,7 +126,7 @@ def cleanup_owned_sessions() -> list[str]:
                 return
             try:
                 run(
-                    _ops.delete_session(
+                    control_plane.delete_session(
                         entry.endpoint,
                         entry.kind,
                         entry.session_id,

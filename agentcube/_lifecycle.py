@@ -34,7 +34,10 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from . import _config, _exit_cleanup, _ops
+from . import _config, _exit_cleanup
+from ._flows._common import RouterTarget
+from ._flows.agent_runtime import bootstrap, bootstrapped_session_id
+from ._flows.control_plane import create_session, created_session_id, delete_session
 from ._logging import enable_verbose_logging
 from ._protocol import DEFAULT_RETRY, Call, Endpoint, Flow, RetryPolicy
 from .auth import AuthProvider, resolve_auth
@@ -229,18 +232,18 @@ class SessionCore:
         """Create a session and return its id (default: through the WorkloadManager).
 
         An override appends its create call to ``self._create_calls`` and hands the id to
-        ``self._claim`` the moment it reads it (as :func:`agentcube._ops.create_session_id` does),
+        ``self._claim`` the moment it reads it (as :func:`.control_plane.create_session` does),
         so that nothing can interrupt the client between the answer and its ownership.
         """
         if self.bootstraps_through_router:
             return (
-                yield from _ops.bootstrap(
+                yield from bootstrap(
                     self._router_target(None), sent=self._create_calls, on_id=self._claim
                 )
             )
         assert self._control is not None
         return (
-            yield from _ops.create_session_id(
+            yield from create_session(
                 self._control,
                 self.kind,
                 self.name,
@@ -256,9 +259,9 @@ class SessionCore:
     def _creates_through_control_plane(cls) -> bool:
         return cls._create_flow is SessionCore._create_flow and not cls.bootstraps_through_router
 
-    def _router_target(self, session_id: str | None) -> _ops.RouterTarget:
+    def _router_target(self, session_id: str | None) -> RouterTarget:
         """Where this client's data-plane requests go (for ``session_id``, when given)."""
-        return _ops.RouterTarget.of(self._router, self.kind, self.namespace, self.name, session_id)
+        return RouterTarget.of(self._router, self.kind, self.namespace, self.name, session_id)
 
     # -- the lifecycle, as flows ---------------------------------------------------------------
 
@@ -308,7 +311,7 @@ class SessionCore:
         if not calls:
             return None
         reply = calls[-1].answer
-        return _ops.created_session_id(reply) or _ops.bootstrapped_session_id(reply)
+        return created_session_id(reply) or bootstrapped_session_id(reply)
 
     def _say_maybe_created(self, exc: BaseException) -> None:
         """The create may have made a sandbox no client can name: say so where it is seen."""
@@ -371,7 +374,7 @@ class SessionCore:
         logger.info("Deleting session %s...", self.session_id)
         # Idempotent and retried, with the client's read timeout: a stalled WorkloadManager
         # cannot hold stop() (or exit cleanup) for minutes.
-        deleted = yield from _ops.delete_session(
+        deleted = yield from delete_session(
             self._control, self.kind, self.session_id, timeout=self.timeout, deadline=deadline
         )
         self._phase = Phase.ENDED

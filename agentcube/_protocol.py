@@ -8,27 +8,26 @@ their results, then returns the operation's value::
         size = yield Local(os.path.getsize, local_path)      # a blocking filesystem step
         return parse(reply)
 
-The flows (in :mod:`agentcube._ops`) hold every rule: paths, bodies, headers, validation, retry
+The flows (in :mod:`agentcube._flows`) hold every rule: paths, bodies, headers, validation, retry
 decisions and the mapping of answers to results and errors. A driver performs the steps: the
-sync driver with requests (:mod:`agentcube._sync`), the async one with httpx
-(:mod:`agentcube._async`). Only sending bytes and touching the disk differ between them.
+sync driver with requests (:mod:`agentcube._drivers._sync`), the async one with httpx
+(:mod:`agentcube._drivers._async`). Only sending bytes and touching the disk differ between them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from ._version import __version__
+from ._wire import SESSION_HEADER, USER_AGENT, dump_json, parse_json
 from .exceptions import (
-    SESSION_HEADER,
     APIConnectionError,
     APITimeoutError,
     InvalidArgumentError,
+    error_from_reply,
 )
 
 if TYPE_CHECKING:
@@ -38,7 +37,6 @@ T = TypeVar("T")
 Flow = Generator[Any, Any, T]
 """A generator yielding :class:`Call` or :class:`Local` steps and returning a ``T``."""
 
-USER_AGENT = f"agentcube-sdk-python/{__version__}"
 http_logger = logging.getLogger("agentcube._http")  # both drivers' request log
 
 # How a request may be retried.
@@ -200,7 +198,7 @@ class Call:
         self.deadline = deadline
         self.secrets = secrets  # credentials sent other than as Authorization (a form field)
         # Its answer says what it created or deleted: a cancelled task waits for that answer
-        # (see agentcube._async) so that nothing is lost between the server and the client.
+        # (see agentcube._drivers._async) so that nothing is lost between the server and the client.
         self.finish_on_cancel = finish_on_cancel
         self.answer: Reply | None = None  # set by the transport as soon as an answer arrives
 
@@ -328,8 +326,6 @@ class Reply:
 
     def error(self, where: str, session_id: str | None = None) -> Exception:
         """The SDK error for this (error) answer."""
-        from .exceptions import error_from_reply
-
         return error_from_reply(
             where,
             self.status,
@@ -389,35 +385,10 @@ class FileRange(NamedTuple):
     length: int
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid JSON constant {name}")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-
-
-def parse_json(data: bytes | str) -> Any:
-    """Strict JSON (no NaN or Infinity); ValueError for anything else, nesting included.
-
-    As ``json.loads(data, parse_constant=...)``, with one decoder for the process instead of
-    a new one per answer.
-    """
-    try:
-        if isinstance(data, str):
-            if data.startswith("\ufeff"):
-                raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", data, 0)
-            return _DECODER.decode(data)
-        if isinstance(data, (bytes, bytearray)):
-            return _DECODER.decode(data.decode(json.detect_encoding(data), "surrogatepass"))
-        return json.loads(data, parse_constant=_reject_constant)  # raises its own TypeError
-    except RecursionError:
-        raise ValueError("the JSON is nested too deeply") from None
-
-
 def encode_json(payload: Any) -> bytes:
     """Serialise a JSON body; InvalidArgumentError, before anything is sent, if it cannot be."""
     try:
-        return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        return dump_json(payload)
     except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
         raise InvalidArgumentError(f"the payload cannot be sent as JSON: {exc}") from None
 

@@ -5,19 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import _ops
-from ._protocol import RetryPolicy
-from .auth import AuthProvider
+from ._arguments import AgentRuntimeArguments
+from ._flows.agent_runtime import answer_of, invoke
 from .clients.agent_runtime_data_plane import AgentRuntimeDataPlaneClient
 from .kinds import AGENT_RUNTIME
 from .session import ManagedSessionClient
 
 __all__ = ["AgentRuntimeClient"]
 
-_LOGGER = logging.getLogger(__name__)
 
-
-class AgentRuntimeClient(ManagedSessionClient):
+class AgentRuntimeClient(AgentRuntimeArguments, ManagedSessionClient):
     """An agent-runtime sandbox session.
 
     Without ``session_id`` it bootstraps a session with a bare ``GET`` to the Router's
@@ -50,44 +47,10 @@ class AgentRuntimeClient(ManagedSessionClient):
     delete_attached_on_stop = False
     bootstraps_through_router = True
     dp_client: AgentRuntimeDataPlaneClient | None
-
-    def __init__(
-        self,
-        agent_name: str,
-        namespace: str = "default",
-        router_url: str | None = None,
-        verbose: bool = False,
-        session_id: str | None = None,
-        timeout: float = 120,
-        connect_timeout: float = 5.0,
-        auth_token: str | None = None,
-        auth: AuthProvider | None = None,
-        workload_manager_url: str | None = None,
-        *,
-        retry: RetryPolicy | None = None,
-        workload_manager_auth: AuthProvider | None = None,
-        router_auth: AuthProvider | None = None,
-    ) -> None:
-        self.agent_name = agent_name
-        self.logger = _LOGGER
-        super().__init__(
-            name=agent_name,
-            namespace=namespace,
-            session_id=session_id,
-            workload_manager_url=workload_manager_url,
-            router_url=router_url,
-            auth_token=auth_token,
-            auth=auth,
-            workload_manager_auth=workload_manager_auth,
-            router_auth=router_auth,
-            verbose=verbose,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retry=retry,
-        )
+    logger = logging.getLogger(__name__)
 
     def _open_data_plane(self, session_id: str) -> AgentRuntimeDataPlaneClient:
-        # Everything was validated by the constructor: no URL or name is checked again.
+        self._open_target(session_id)
         return AgentRuntimeDataPlaneClient._for_session(
             self._router, self._transport, self.namespace, self.name
         )
@@ -104,5 +67,4 @@ class AgentRuntimeClient(ManagedSessionClient):
                 (429).
             SessionError: the client is stopped.
         """
-        dp: AgentRuntimeDataPlaneClient = self._require_open()
-        return self._run(_ops.invoke(dp.target(self.session_id), payload, timeout, path))
+        return answer_of(self._run(invoke(self._target(), payload, timeout, path)))

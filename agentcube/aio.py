@@ -4,7 +4,7 @@ Needs httpx (``pip install "agentcube-sdk[async]"``). Each class takes the same 
 its sync twin and has the same methods, as coroutines. The lifecycle (owned, attached,
 detached; ``stop()``, ``delete()``, ``detach()``) is :class:`agentcube._lifecycle.SessionCore`,
 the one the sync clients use, and every request is built and every answer read by the same
-flows (:mod:`agentcube._ops`); only sending bytes differs (:mod:`agentcube._async`).
+flows (:mod:`agentcube._flows`); only sending bytes differs (:mod:`agentcube._drivers._async`).
 
 No network in ``__init__``::
 
@@ -21,16 +21,18 @@ import abc
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
-from . import _ops
+from ._arguments import AgentRuntimeArguments, CodeInterpreterArguments, SessionArguments
 from ._drivers._async import arun, run_now, shared_transport
-from ._lifecycle import Phase, SessionCore, StopOutcome, add_note
-from ._ops import BackgroundProcess, RouterTarget
-from ._protocol import Flow, RetryPolicy
-from .auth import AuthProvider
+from ._flows import code as code_flows
+from ._flows import commands, files
+from ._flows._common import RouterTarget
+from ._flows.agent_runtime import answer_of, invoke
+from ._flows.commands import BackgroundProcess
+from ._lifecycle import Phase, StopOutcome, add_note
+from ._protocol import Flow
 from .exceptions import SessionError
 from .kinds import AGENT_RUNTIME, CODE_INTERPRETER
 
@@ -60,7 +62,7 @@ class _DataPlane:
         pass
 
 
-class AsyncManagedSessionClient(SessionCore, abc.ABC):
+class AsyncManagedSessionClient(SessionArguments, abc.ABC):
     """Base of every async session client: one sandbox session and its lifecycle.
 
     The async twin of :class:`~agentcube.ManagedSessionClient`, with the same arguments,
@@ -78,45 +80,11 @@ class AsyncManagedSessionClient(SessionCore, abc.ABC):
         InvalidArgumentError: a bad argument or a missing URL (at construction; nothing sent).
     """
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        namespace: str = "default",
-        session_id: str | None = None,
-        workload_manager_url: str | None = None,
-        router_url: str | None = None,
-        auth_token: str | None = None,
-        auth: AuthProvider | None = None,
-        workload_manager_auth: AuthProvider | None = None,
-        router_auth: AuthProvider | None = None,
-        ttl: int | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        verbose: bool = False,
-        timeout: float = 120.0,
-        connect_timeout: float = 5.0,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self._init_state()
+    def _init_driver(self) -> None:
         self._started = False
         self._lock = asyncio.Lock()
-        attach_to = self._configure(
-            name=name,
-            namespace=namespace,
-            session_id=session_id,
-            workload_manager_url=workload_manager_url,
-            router_url=router_url,
-            auth_token=auth_token,
-            auth=auth,
-            workload_manager_auth=workload_manager_auth,
-            router_auth=router_auth,
-            ttl=ttl,
-            metadata=metadata,
-            verbose=verbose,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retry=retry,
-        )
+
+    def _open(self, attach_to: str | None) -> None:
         self._transport = shared_transport()
         if attach_to is not None:
             run_now(self._start_flow(attach_to))  # attaching sends nothing
@@ -254,7 +222,7 @@ class AsyncManagedSessionClient(SessionCore, abc.ABC):
             add_note(exc_val, message)
 
 
-class AsyncCodeInterpreterClient(AsyncManagedSessionClient):
+class AsyncCodeInterpreterClient(CodeInterpreterArguments, AsyncManagedSessionClient):
     """A code-interpreter sandbox session, under asyncio: the async twin of
     :class:`~agentcube.CodeInterpreterClient`, with the same arguments and methods.
 
@@ -264,45 +232,7 @@ class AsyncCodeInterpreterClient(AsyncManagedSessionClient):
 
     kind = CODE_INTERPRETER
     delete_attached_on_stop = True
-
-    def __init__(
-        self,
-        name: str = "my-interpreter",
-        namespace: str = "default",
-        ttl: int = 3600,
-        workload_manager_url: str | None = None,
-        router_url: str | None = None,
-        auth_token: str | None = None,
-        verbose: bool = False,
-        session_id: str | None = None,
-        auth: AuthProvider | None = None,
-        *,
-        metadata: Mapping[str, Any] | None = None,
-        timeout: float = 120.0,
-        connect_timeout: float = 5.0,
-        retry: RetryPolicy | None = None,
-        workload_manager_auth: AuthProvider | None = None,
-        router_auth: AuthProvider | None = None,
-    ) -> None:
-        self.ttl = ttl
-        self.logger = logging.getLogger(__name__)
-        super().__init__(
-            name=name,
-            namespace=namespace,
-            session_id=session_id,
-            workload_manager_url=workload_manager_url,
-            router_url=router_url,
-            auth_token=auth_token,
-            auth=auth,
-            workload_manager_auth=workload_manager_auth,
-            router_auth=router_auth,
-            ttl=ttl,
-            metadata=metadata,
-            verbose=verbose,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retry=retry,
-        )
+    logger = logging.getLogger(__name__)
 
     def _open_data_plane(self, session_id: str) -> _DataPlane:
         return _DataPlane(self._router_target(session_id))
@@ -312,7 +242,7 @@ class AsyncCodeInterpreterClient(AsyncManagedSessionClient):
     ) -> dict[str, Any]:
         """Run a command and return ``{"stdout", "stderr", "exit_code"}``; never raises on a
         non-zero exit. A string runs through ``sh -c``; a list is the argv itself."""
-        return await self._run(_ops.command_result(self._target(), command, timeout))
+        return await self._run(commands.command_result(self._target(), command, timeout))
 
     @overload
     async def execute_command(
@@ -349,7 +279,7 @@ class AsyncCodeInterpreterClient(AsyncManagedSessionClient):
             CommandExecutionError: non-zero exit (carries ``exit_code``, ``stderr``, ``command``).
         """
         return await self._run(
-            _ops.command_output(self._target(), command, timeout, background, log_file)
+            commands.command_output(self._target(), command, timeout, background, log_file)
         )
 
     async def run_code(self, language: str, code: str, timeout: float | None = None) -> str:
@@ -360,7 +290,7 @@ class AsyncCodeInterpreterClient(AsyncManagedSessionClient):
             InvalidArgumentError: unsupported language (nothing is sent).
             CommandExecutionError: the code exited non-zero.
         """
-        return await self._run(_ops.code_output(self._target(), language, code, timeout))
+        return await self._run(code_flows.code_output(self._target(), language, code, timeout))
 
     async def write_file(
         self,
@@ -372,9 +302,7 @@ class AsyncCodeInterpreterClient(AsyncManagedSessionClient):
     ) -> None:
         """Write text (UTF-8) or bytes to ``remote_path`` in the sandbox, any size; ``mode``
         holds also over an existing file; over ``part_size`` (8 MiB) it goes in parts."""
-        await self._run(
-            _ops.write_file_answer(self._target(), content, remote_path, mode, part_size)
-        )
+        await self._run(files.write_file(self._target(), content, remote_path, mode, part_size))
 
     async def upload_file(
         self,
@@ -390,23 +318,21 @@ class AsyncCodeInterpreterClient(AsyncManagedSessionClient):
             FileNotFoundError: ``local_path`` does not exist (nothing is sent).
         """
         await self._run(
-            _ops.upload_file_answer(
-                self._target(), os.fspath(local_path), remote_path, mode, part_size
-            )
+            files.upload_file(self._target(), os.fspath(local_path), remote_path, mode, part_size)
         )
 
     async def download_file(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:
         """Stream ``remote_path`` to ``local_path`` (missing directories are created); a
         failed download leaves no partial file."""
-        await self._run(_ops.download_file(self._target(), remote_path, os.fspath(local_path)))
+        await self._run(files.download_file(self._target(), remote_path, os.fspath(local_path)))
 
     async def list_files(self, path: str = ".") -> list[dict[str, Any]]:
         """List a sandbox directory: dicts with ``name``, ``size``, ``modified``, ``mode``,
         ``is_dir``."""
-        return await self._run(_ops.list_files(self._target(), path))
+        return await self._run(files.list_files(self._target(), path))
 
 
-class AsyncAgentRuntimeClient(AsyncManagedSessionClient):
+class AsyncAgentRuntimeClient(AgentRuntimeArguments, AsyncManagedSessionClient):
     """An agent-runtime sandbox session, under asyncio: the async twin of
     :class:`~agentcube.AgentRuntimeClient`, with the same arguments.
 
@@ -418,41 +344,7 @@ class AsyncAgentRuntimeClient(AsyncManagedSessionClient):
     kind = AGENT_RUNTIME
     delete_attached_on_stop = False
     bootstraps_through_router = True
-
-    def __init__(
-        self,
-        agent_name: str,
-        namespace: str = "default",
-        router_url: str | None = None,
-        verbose: bool = False,
-        session_id: str | None = None,
-        timeout: float = 120,
-        connect_timeout: float = 5.0,
-        auth_token: str | None = None,
-        auth: AuthProvider | None = None,
-        workload_manager_url: str | None = None,
-        *,
-        retry: RetryPolicy | None = None,
-        workload_manager_auth: AuthProvider | None = None,
-        router_auth: AuthProvider | None = None,
-    ) -> None:
-        self.agent_name = agent_name
-        self.logger = logging.getLogger(__name__)
-        super().__init__(
-            name=agent_name,
-            namespace=namespace,
-            session_id=session_id,
-            workload_manager_url=workload_manager_url,
-            router_url=router_url,
-            auth_token=auth_token,
-            auth=auth,
-            workload_manager_auth=workload_manager_auth,
-            router_auth=router_auth,
-            verbose=verbose,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retry=retry,
-        )
+    logger = logging.getLogger(__name__)
 
     def _open_data_plane(self, session_id: str) -> _DataPlane:
         return _DataPlane(self._router_target(session_id))
@@ -468,4 +360,4 @@ class AsyncAgentRuntimeClient(AsyncManagedSessionClient):
                 reached the Router, or the Router shed it with 429).
             SessionError: the client is not started or is stopped.
         """
-        return await self._run(_ops.invoke(self._target(), payload, timeout, path))
+        return answer_of(await self._run(invoke(self._target(), payload, timeout, path)))

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
 from typing import Any, Literal, overload
 
-from . import _ops
-from ._ops import BackgroundProcess
-from ._protocol import RetryPolicy
-from .auth import AuthProvider
+from ._arguments import CodeInterpreterArguments
+from ._flows import code as code_flows
+from ._flows import commands, files
+from ._flows.commands import BackgroundProcess
 from .clients.code_interpreter_data_plane import CodeInterpreterDataPlaneClient
 from .kinds import CODE_INTERPRETER
 from .session import ManagedSessionClient
 
 __all__ = ["CodeInterpreterClient"]
 
-_LOGGER = logging.getLogger(__name__)
 
-
-class CodeInterpreterClient(ManagedSessionClient):
+class CodeInterpreterClient(CodeInterpreterArguments, ManagedSessionClient):
     """A code-interpreter sandbox session.
 
     On construction it creates a session (``POST /v1/code-interpreter`` with name, namespace,
@@ -53,51 +50,11 @@ class CodeInterpreterClient(ManagedSessionClient):
     kind = CODE_INTERPRETER
     delete_attached_on_stop = True
     dp_client: CodeInterpreterDataPlaneClient | None
-
-    def __init__(
-        self,
-        name: str = "my-interpreter",
-        namespace: str = "default",
-        ttl: int = 3600,
-        workload_manager_url: str | None = None,
-        router_url: str | None = None,
-        auth_token: str | None = None,
-        verbose: bool = False,
-        session_id: str | None = None,
-        auth: AuthProvider | None = None,
-        *,
-        metadata: Mapping[str, Any] | None = None,
-        timeout: float = 120.0,
-        connect_timeout: float = 5.0,
-        retry: RetryPolicy | None = None,
-        workload_manager_auth: AuthProvider | None = None,
-        router_auth: AuthProvider | None = None,
-    ) -> None:
-        self.ttl = ttl
-        self.logger = _LOGGER
-        super().__init__(
-            name=name,
-            namespace=namespace,
-            session_id=session_id,
-            workload_manager_url=workload_manager_url,
-            router_url=router_url,
-            auth_token=auth_token,
-            auth=auth,
-            workload_manager_auth=workload_manager_auth,
-            router_auth=router_auth,
-            ttl=ttl,
-            metadata=metadata,
-            verbose=verbose,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retry=retry,
-        )
+    logger = logging.getLogger(__name__)
 
     def _open_data_plane(self, session_id: str) -> CodeInterpreterDataPlaneClient:
-        # Everything was validated by the constructor and the create: no URL, name or id is
-        # checked again.
         return CodeInterpreterDataPlaneClient._for_session(
-            self._router, self._transport, self.kind, self.namespace, self.name, session_id
+            self._open_target(session_id), self._transport, self.namespace, self.name
         )
 
     @property
@@ -117,7 +74,7 @@ class CodeInterpreterClient(ManagedSessionClient):
         non-zero exit. A string runs through ``sh -c``; a list is the argv itself.
         ``timeout`` is in seconds (None or 0: 120); a timed-out command has exit code 124.
         """
-        return self.data_plane.execute_command_result(command, timeout)
+        return self._run(commands.command_result(self._target(), command, timeout))
 
     @overload
     def execute_command(
@@ -158,11 +115,9 @@ class CodeInterpreterClient(ManagedSessionClient):
         Raises:
             CommandExecutionError: non-zero exit (carries ``exit_code``, ``stderr``, ``command``).
         """
-        if background:
-            return self.data_plane.execute_command(
-                command, timeout, background=True, log_file=log_file
-            )
-        return self.data_plane.execute_command(command, timeout, log_file=log_file)
+        return self._run(
+            commands.command_output(self._target(), command, timeout, background, log_file)
+        )
 
     def run_code(self, language: str, code: str, timeout: float | None = None) -> str:
         """Run ``code`` in ``language`` (python, py, python3, bash, sh) and return its stdout.
@@ -176,7 +131,7 @@ class CodeInterpreterClient(ManagedSessionClient):
             InvalidArgumentError: unsupported language (a ValueError; nothing is sent).
             CommandExecutionError: the code exited non-zero.
         """
-        return self.data_plane.run_code(language, code, timeout)
+        return self._run(code_flows.code_output(self._target(), language, code, timeout))
 
     def write_file(
         self,
@@ -191,8 +146,8 @@ class CodeInterpreterClient(ManagedSessionClient):
         ``mode`` (e.g. ``"0755"``) holds also over an existing file. Files over ``part_size``
         (8 MiB) go in parts assembled in the sandbox atomically.
         """
-        dp = self.data_plane  # the file's info is not returned: no wire model is built for it
-        dp._run(_ops.write_file_answer(dp._target, content, remote_path, mode, part_size))
+        # The file's info is not returned: no wire model is built for it.
+        self._run(files.write_file(self._target(), content, remote_path, mode, part_size))
 
     def upload_file(
         self,
@@ -203,17 +158,16 @@ class CodeInterpreterClient(ManagedSessionClient):
         part_size: int | None = None,
     ) -> None:
         """Stream a local file to ``remote_path``, any size, in constant memory."""
-        dp = self.data_plane
-        dp._run(
-            _ops.upload_file_answer(dp._target, os.fspath(local_path), remote_path, mode, part_size)
+        self._run(
+            files.upload_file(self._target(), os.fspath(local_path), remote_path, mode, part_size)
         )
 
     def download_file(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:
         """Stream ``remote_path`` to ``local_path`` (missing directories are created); a
         failed download leaves no partial file."""
-        self.data_plane.download_file(remote_path, local_path)
+        self._run(files.download_file(self._target(), remote_path, os.fspath(local_path)))
 
     def list_files(self, path: str = ".") -> list[dict[str, Any]]:
         """List a sandbox directory: dicts with ``name``, ``size``, ``modified``, ``mode``,
         ``is_dir``."""
-        return self.data_plane.list_files(path)
+        return self._run(files.list_files(self._target(), path))

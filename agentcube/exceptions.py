@@ -32,7 +32,7 @@ from typing import Any
 
 import requests
 
-SESSION_HEADER = "x-agentcube-session-id"
+from ._wire import SESSION_HEADER, parse_json
 
 __all__ = [
     "APIConnectionError",
@@ -194,8 +194,6 @@ def _scrub(text: str, secrets: tuple[str, ...]) -> str:
 def _server_message(content: bytes, secrets: tuple[str, ...] = ()) -> str | None:
     """The server's own message: ``{"message"}`` or ``{"error"}`` of a JSON body, else the
     text; scrubbed of the secrets that were sent first, then cut to 500 characters."""
-    from ._protocol import parse_json
-
     try:
         body: Any = parse_json(content)
     except ValueError:
@@ -212,8 +210,6 @@ def _server_message(content: bytes, secrets: tuple[str, ...] = ()) -> str | None
 def _answered_by_service(headers: Any, content: bytes) -> bool:
     """A WorkloadManager or Router error (a JSON message, no session header), not an answer a
     sandbox gave and the Router forwarded (those always carry the session header)."""
-    from ._protocol import parse_json
-
     if SESSION_HEADER in headers:
         return False
     try:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import abc
 import logging
 import threading
-from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ._arguments import SessionArguments
 from ._drivers._sync import SyncTransport, pooled_session, run
-from ._lifecycle import SessionCore, StopOutcome, add_note
-from ._protocol import Flow, RetryPolicy
-from .auth import AuthProvider
+from ._flows._common import RouterTarget
+from ._lifecycle import StopOutcome, add_note
+from ._protocol import Flow
 from .clients.control_plane import ControlPlaneClient
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ _T = TypeVar("_T", bound="ManagedSessionClient")
 T = TypeVar("T")
 
 
-class ManagedSessionClient(SessionCore, abc.ABC):
+class ManagedSessionClient(SessionArguments, abc.ABC):
     """Base of every sync session client: one sandbox session and its lifecycle.
 
     A subclass declares :attr:`kind`, builds its data plane in :meth:`_open_data_plane`, and
@@ -54,45 +54,13 @@ class ManagedSessionClient(SessionCore, abc.ABC):
         APIError / APIConnectionError / SessionError: the create failed (nothing is left).
     """
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        namespace: str = "default",
-        session_id: str | None = None,
-        workload_manager_url: str | None = None,
-        router_url: str | None = None,
-        auth_token: str | None = None,
-        auth: AuthProvider | None = None,
-        workload_manager_auth: AuthProvider | None = None,
-        router_auth: AuthProvider | None = None,
-        ttl: int | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        verbose: bool = False,
-        timeout: float = 120.0,
-        connect_timeout: float = 5.0,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self._init_state()
+    _data_target: RouterTarget | None = None
+
+    def _init_driver(self) -> None:
         self.cp_client: ControlPlaneClient | None = None
         self._lock = threading.RLock()
-        attach_to = self._configure(
-            name=name,
-            namespace=namespace,
-            session_id=session_id,
-            workload_manager_url=workload_manager_url,
-            router_url=router_url,
-            auth_token=auth_token,
-            auth=auth,
-            workload_manager_auth=workload_manager_auth,
-            router_auth=router_auth,
-            ttl=ttl,
-            metadata=metadata,
-            verbose=verbose,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retry=retry,
-        )
+
+    def _open(self, attach_to: str | None) -> None:
         # One requests.Session for both planes (its own cookies), on the process-wide pool.
         self._transport = SyncTransport(pooled_session())
         if self._control is not None:
@@ -105,6 +73,17 @@ class ManagedSessionClient(SessionCore, abc.ABC):
 
     def _run(self, flow: Flow[T]) -> T:
         return run(flow, self._transport)
+
+    def _target(self) -> RouterTarget:
+        """Where this session's data-plane requests go (SessionError once it is stopped)."""
+        self._require_open()
+        assert self._data_target is not None
+        return self._data_target
+
+    def _open_target(self, session_id: str) -> RouterTarget:
+        """Build (no I/O) and keep the Router target of ``session_id`` for :meth:`_target`."""
+        self._data_target = self._router_target(session_id)
+        return self._data_target
 
     # -- the lifecycle -------------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ from typing import Any
 import requests
 
 # The SDK's private names whose bytes the baseline sends as well: imported here only.
-from agentcube._ops import _UNDER_DEADLINE
-from agentcube._protocol import USER_AGENT as USER_AGENT
+from agentcube._flows.commands import UNDER_DEADLINE as _UNDER_DEADLINE
+from agentcube._wire import USER_AGENT as USER_AGENT
 
 SESSION_HEADER = "x-agentcube-session-id"
 TRUE_ARGV = ["sh", "-c", _UNDER_DEADLINE, "sh", "true", "120.000"]  # execute_command("true")

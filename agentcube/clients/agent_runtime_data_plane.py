@@ -7,13 +7,14 @@ from typing import Any
 
 import requests
 
-from .. import _ops
 from .._config import ROUTER_URL_ENV, check_session_id
 from .._drivers._sync import SyncTransport, detached
-from .._ops import RouterTarget
+from .._flows import agent_runtime
+from .._flows._common import RouterTarget
 from .._protocol import Endpoint, RetryPolicy
+from .._wire import SESSION_HEADER
 from ..auth import AuthProvider
-from ..exceptions import SESSION_HEADER, InvalidArgumentError
+from ..exceptions import InvalidArgumentError
 from ..kinds import AGENT_RUNTIME
 from ._base import ServiceClient
 
@@ -120,7 +121,7 @@ class AgentRuntimeDataPlaneClient(ServiceClient):
                 NotFoundError; a requests.HTTPError).
             APIConnectionError: the Router could not be reached.
         """
-        return self._run(_ops.bootstrap(self._target))
+        return self._run(agent_runtime.bootstrap(self._target))
 
     def invoke(
         self,
@@ -139,7 +140,9 @@ class AgentRuntimeDataPlaneClient(ServiceClient):
             APIConnectionError / APITimeoutError: no answer.
         """
         reply = self._run(
-            _ops.invoke_reply(self.target(session_id), payload, timeout, path, raise_errors=False)
+            agent_runtime.invoke(
+                self.target(session_id), payload, timeout, path, raise_errors=False
+            )
         )
         if reply.status < 300:  # an error answer is detached already
             return detached(reply.raw, reply.content)

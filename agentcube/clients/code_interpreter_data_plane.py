@@ -10,11 +10,13 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .. import _ops
 from .._config import ROUTER_URL_ENV, check_session_id, resolve_url, validate_url
 from .._drivers._sync import SyncTransport
-from .._ops import BackgroundProcess, RouterTarget
-from .._protocol import Endpoint, RetryPolicy
+from .._flows import code as code_flows
+from .._flows import commands, files
+from .._flows._common import RouterTarget
+from .._flows.commands import BackgroundProcess
+from .._protocol import RetryPolicy
 from ..auth import AuthProvider
 from ..exceptions import InvalidArgumentError
 from ..kinds import CODE_INTERPRETER, ResourceKind
@@ -102,27 +104,20 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
 
     @classmethod
     def _for_session(
-        cls,
-        endpoint: Endpoint,
-        transport: SyncTransport,
-        kind: ResourceKind,
-        namespace: str,
-        cr_name: str,
-        session_id: str,
+        cls, target: RouterTarget, transport: SyncTransport, namespace: str, cr_name: str
     ) -> CodeInterpreterDataPlaneClient:
         """The data plane of a session client, which validated every part already (its
-        Router endpoint, names and session id) and shares its transport."""
+        Router target, names and session id) and shares its transport."""
+        assert target.session_id is not None
         client = cls.__new__(cls)
         client.logger = _LOGGER
-        client.session_id = session_id
+        client.session_id = target.session_id
         client.namespace = namespace
         client.cr_name = cr_name
         client.pool_connections = client.pool_maxsize = _DEFAULT_POOL
-        client._adopt(endpoint, transport)
-        client._target = RouterTarget.with_prefix(
-            endpoint, kind.invocations_path(namespace, cr_name), session_id
-        )
-        client.base_url = endpoint.base_url + client._target.prefix
+        client._adopt(target.endpoint, transport)
+        client._target = target
+        client.base_url = target.endpoint.base_url + target.prefix
         return client
 
     @property
@@ -158,8 +153,8 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
             APIError / APIConnectionError / DataPlaneError: the call itself failed.
         """
         return self._run(
-            _ops.execute(self._target, command, timeout, working_dir=working_dir, env=env)
-        )
+            commands.execute(self._target, command, timeout, working_dir=working_dir, env=env)
+        ).response()
 
     def execute_command_result(
         self, command: str | list[str], timeout: float | None = None
@@ -169,7 +164,7 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
         A string runs through ``sh -c`` (pipes, redirections and quoting work); a list is the
         argv itself. ``timeout`` in seconds (None or 0: 120); a timed-out command exits 124.
         """
-        return self._run(_ops.command_result(self._target, command, timeout))
+        return self._run(commands.command_result(self._target, command, timeout))
 
     @overload
     def execute_command(
@@ -209,7 +204,9 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
         Raises:
             CommandExecutionError: non-zero exit (carries ``exit_code``, ``stderr``, ``command``).
         """
-        return self._run(_ops.command_output(self._target, command, timeout, background, log_file))
+        return self._run(
+            commands.command_output(self._target, command, timeout, background, log_file)
+        )
 
     def run_code(self, language: str, code: str, timeout: float | None = None) -> str:
         """Run ``code`` in ``language`` (python, py, python3, bash, sh) and return its stdout.
@@ -223,7 +220,7 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
             InvalidArgumentError: unsupported language (a ValueError; nothing is sent).
             CommandExecutionError: the code exited non-zero (``command`` is the language).
         """
-        return self._run(_ops.code_output(self._target, language, code, timeout))
+        return self._run(code_flows.code_output(self._target, language, code, timeout))
 
     # -- files -----------------------------------------------------------------------------------
 
@@ -245,7 +242,9 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
             APIError / APIConnectionError / DataPlaneError: the transfer failed; no half file
                 is left at ``remote_path`` by a transfer in parts.
         """
-        return self._run(_ops.write_file(self._target, content, remote_path, mode, part_size))
+        return files.file_info(
+            self._run(files.write_file(self._target, content, remote_path, mode, part_size))
+        )
 
     def upload_file(
         self,
@@ -260,8 +259,10 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
         Raises:
             FileNotFoundError: ``local_path`` does not exist (nothing is sent).
         """
-        return self._run(
-            _ops.upload_file(self._target, os.fspath(local_path), remote_path, mode, part_size)
+        return files.file_info(
+            self._run(
+                files.upload_file(self._target, os.fspath(local_path), remote_path, mode, part_size)
+            )
         )
 
     def download_file(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:
@@ -277,12 +278,12 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
             IsADirectoryError: ``local_path`` is a directory (nothing is sent).
             APIConnectionError: the transfer broke off.
         """
-        self._run(_ops.download_file(self._target, remote_path, os.fspath(local_path)))
+        self._run(files.download_file(self._target, remote_path, os.fspath(local_path)))
 
     def list_files(self, path: str = ".") -> list[dict[str, Any]]:
         """List a sandbox directory: one dict per entry (``name``, ``size``, ``modified``,
         ``mode``, ``is_dir``), as the sandbox sends them."""
-        return self._run(_ops.list_files(self._target, path))
+        return self._run(files.list_files(self._target, path))
 
 
 def _split_base_url(base_url: str) -> tuple[str, str]:

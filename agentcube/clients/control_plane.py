@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from .. import _ops
 from .._config import WORKLOAD_MANAGER_URL_ENV
 from .._drivers._sync import SyncTransport
-from .._protocol import Endpoint, RetryPolicy
+from .._flows import control_plane
+from .._protocol import Call, Endpoint, RetryPolicy
 from ..auth import AuthProvider, resolve_auth
 from ..exceptions import AgentCubeError
 from ..kinds import CODE_INTERPRETER, ResourceKind
@@ -112,9 +112,15 @@ class ControlPlaneClient(ServiceClient):
             SessionError: the answer has no valid ``sessionId``.
             APIError / APIConnectionError: any other failure.
         """
-        return self._run(
-            _ops.create_session(self._endpoint, kind, name, namespace, ttl=ttl, metadata=metadata)
+        sent: list[Call] = []
+        self._run(
+            control_plane.create_session(
+                self._endpoint, kind, name, namespace, ttl=ttl, metadata=metadata, sent=sent
+            )
         )
+        answer = sent[-1].answer
+        assert answer is not None
+        return control_plane.parse_create_answer(answer, kind)
 
     def delete(
         self,
@@ -136,7 +142,7 @@ class ControlPlaneClient(ServiceClient):
             APIError / APIConnectionError: the delete failed; the session may still exist.
         """
         return self._run(
-            _ops.delete_session(
+            control_plane.delete_session(
                 self._endpoint, kind, session_id, timeout=timeout, deadline=deadline
             )
         )

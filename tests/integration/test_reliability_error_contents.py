@@ -101,7 +101,7 @@ def test_a_token_echoed_across_the_500_character_cut_shows_none_of_it(
     dp = AgentRuntimeDataPlaneClient(echo.url, "default", "a", auth=TokenAuth(TOKEN), retry=ONCE)
     with pytest.raises(ServerError) as info:
         agentcube._drivers._sync.run(
-            agentcube._ops.invoke(dp.target("s-1"), {}, None, "text"), dp._transport
+            agentcube._flows.agent_runtime.invoke(dp.target("s-1"), {}, None, "text"), dp._transport
         )
     assert TOKEN[:4] not in str(info.value)  # scrubbed first, then cut
     _assert_carries_nothing(info.value, TOKEN)

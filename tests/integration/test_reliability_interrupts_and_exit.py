@@ -67,13 +67,13 @@ def test_an_interrupt_after_the_id_is_read_leaves_nothing(
     cube: LocalAgentCube, urls: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Ctrl-C right after the create's answer was validated, before the client owned it.
-    real = agentcube._ops.check_server_session_id
+    real = agentcube._flows.control_plane.check_server_session_id
 
     def interrupted(value: object) -> str:
         real(value)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(agentcube._ops, "check_server_session_id", interrupted)
+    monkeypatch.setattr(agentcube._flows.control_plane, "check_server_session_id", interrupted)
     before = {s.session_id for s in cube.sessions()}
     with pytest.raises(KeyboardInterrupt):
         CodeInterpreterClient(**urls)

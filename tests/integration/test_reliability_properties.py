@@ -25,7 +25,7 @@ from agentcube import (
     InvalidArgumentError,
     RetryPolicy,
 )
-from agentcube._ops import workspace_path
+from agentcube._config import workspace_path
 from agentcube.clients import (
     AgentRuntimeDataPlaneClient,
     CodeInterpreterDataPlaneClient,

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentcube._ops import encode_invoke_path, workspace_path
+from agentcube._config import workspace_path
+from agentcube._flows.agent_runtime import encode_invoke_path
 
 PATHS = st.lists(st.sampled_from(["a", "b", ".", "..", "/", " ", "é", "%", "?"]), max_size=20).map(
     "".join

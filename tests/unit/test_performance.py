@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import requests
 
-from agentcube import _config, _ops, _protocol
+from agentcube import _config, _protocol
 from agentcube._drivers import _environment, _pool, _watchdog
+from agentcube._flows import commands, control_plane, files
 from agentcube.exceptions import DataPlaneError, InvalidArgumentError
 from agentcube.kinds import AGENT_RUNTIME, CODE_INTERPRETER, ResourceKind
 from agentcube.models import ExecuteResponse, FileInfo
@@ -77,13 +78,13 @@ EXECUTE_ANSWERS = [
 def test_execute_answers_read_as_the_model_reads_them(answer: Any):
     reply = _reply(json.dumps(answer).encode())
     try:
-        model = _ops.parse_execute_answer(reply, "s-1")
+        model = commands.parse_executed(reply, "s-1").response()
     except DataPlaneError as exc:
         with pytest.raises(DataPlaneError) as fast:
-            _ops.parse_executed(reply, "s-1")
+            commands.parse_executed(reply, "s-1")
         assert str(fast.value) == str(exc)
         return
-    fast_result = _ops.parse_executed(reply, "s-1")
+    fast_result = commands.parse_executed(reply, "s-1")
     assert (fast_result.exit_code, fast_result.stdout, fast_result.stderr) == (
         model.exit_code,
         model.stdout,
@@ -94,9 +95,9 @@ def test_execute_answers_read_as_the_model_reads_them(answer: Any):
 @pytest.mark.parametrize("content", [b"", b"not json", b"{", b'{"exit_code": NaN}', b"\xff"])
 def test_execute_answers_that_are_not_json_raise_as_before(content: bytes):
     with pytest.raises(DataPlaneError) as slow:
-        _ops.parse_execute_answer(_reply(content), None)
+        commands.parse_executed(_reply(content), None).response()
     with pytest.raises(DataPlaneError) as fast:
-        _ops.parse_executed(_reply(content), None)
+        commands.parse_executed(_reply(content), None)
     assert str(fast.value) == str(slow.value)
 
 
@@ -119,20 +120,20 @@ def test_file_answers_read_as_the_model_reads_them(answer: Any):
         expected = FileInfo.model_validate_json(content)
     except ValueError:
         with pytest.raises(DataPlaneError):
-            _ops.parse_file_info(_reply(content), "s-1")
+            files.parse_file_info(_reply(content), "s-1")
         return
-    info = _ops.parse_file_info(_reply(content), "s-1")
-    assert _ops.file_info(info) == expected
-    assert _ops.file_info(info).model_dump() == expected.model_dump()
+    info = files.parse_file_info(_reply(content), "s-1")
+    assert files.file_info(info) == expected
+    assert files.file_info(info).model_dump() == expected.model_dump()
 
 
 def test_create_answers_keep_their_model():
     reply = _reply(b'{"sessionId": "s-1", "entryPoints": [{"path": "/x"}], "new": 1}')
-    created = _ops.parse_create_answer(reply, CODE_INTERPRETER)
+    created = control_plane.parse_create_answer(reply, CODE_INTERPRETER)
     assert created.session_id == "s-1"
     assert created.entry_points[0].path == "/x"
     broken = _reply(b'{"sessionId": "s-2", "entryPoints": 7}')
-    assert _ops.parse_create_answer(broken, CODE_INTERPRETER).session_id == "s-2"
+    assert control_plane.parse_create_answer(broken, CODE_INTERPRETER).session_id == "s-2"
 
 
 def test_models_still_build_and_validate():
