@@ -7,6 +7,7 @@ from typing import Any
 
 from ._arguments import AgentRuntimeArguments
 from ._flows.agent_runtime import answer_of, invoke
+from .clients import agent_runtime_data_plane
 from .clients.agent_runtime_data_plane import AgentRuntimeDataPlaneClient
 from .kinds import AGENT_RUNTIME
 from .session import ManagedSessionClient
@@ -51,7 +52,7 @@ class AgentRuntimeClient(AgentRuntimeArguments, ManagedSessionClient):
 
     def _open_data_plane(self, session_id: str) -> AgentRuntimeDataPlaneClient:
         self._open_target(session_id)
-        return AgentRuntimeDataPlaneClient._for_session(
+        return agent_runtime_data_plane.for_session(
             self._router, self._transport, self.namespace, self.name
         )
 

@@ -10,6 +10,7 @@ from ._arguments import CodeInterpreterArguments
 from ._flows import code as code_flows
 from ._flows import commands, files
 from ._flows.commands import BackgroundProcess
+from .clients import code_interpreter_data_plane
 from .clients.code_interpreter_data_plane import CodeInterpreterDataPlaneClient
 from .kinds import CODE_INTERPRETER
 from .session import ManagedSessionClient
@@ -53,7 +54,7 @@ class CodeInterpreterClient(CodeInterpreterArguments, ManagedSessionClient):
     logger = logging.getLogger(__name__)
 
     def _open_data_plane(self, session_id: str) -> CodeInterpreterDataPlaneClient:
-        return CodeInterpreterDataPlaneClient._for_session(
+        return code_interpreter_data_plane.for_session(
             self._open_target(session_id), self._transport, self.namespace, self.name
         )
 

@@ -80,24 +80,6 @@ class AgentRuntimeDataPlaneClient(ServiceClient):
         self.router_url = self._endpoint.base_url
         self.base_url = self.router_url + self._target.prefix
 
-    @classmethod
-    def _for_session(
-        cls, endpoint: Endpoint, transport: SyncTransport, namespace: str, agent_name: str
-    ) -> AgentRuntimeDataPlaneClient:
-        """The data plane of a session client, which validated every part already (its
-        Router endpoint and names) and shares its transport."""
-        client = cls.__new__(cls)
-        client.logger = _LOGGER
-        client.namespace = namespace
-        client.agent_name = agent_name
-        client._adopt(endpoint, transport)
-        client._target = RouterTarget.with_prefix(
-            endpoint, AGENT_RUNTIME.invocations_path(namespace, agent_name)
-        )
-        client.router_url = endpoint.base_url
-        client.base_url = client.router_url + client._target.prefix
-        return client
-
     def __repr__(self) -> str:
         return f"AgentRuntimeDataPlaneClient(base_url={self.base_url!r})"
 
@@ -149,3 +131,21 @@ class AgentRuntimeDataPlaneClient(ServiceClient):
         response = reply.raw
         assert isinstance(response, requests.Response)
         return response
+
+
+def for_session(
+    endpoint: Endpoint, transport: SyncTransport, namespace: str, agent_name: str
+) -> AgentRuntimeDataPlaneClient:
+    """The data plane of a session client, which validated every part already (its
+    Router endpoint and names) and shares its transport."""
+    client = AgentRuntimeDataPlaneClient.__new__(AgentRuntimeDataPlaneClient)
+    client.logger = _LOGGER
+    client.namespace = namespace
+    client.agent_name = agent_name
+    client._adopt(endpoint, transport)
+    client._target = RouterTarget.with_prefix(
+        endpoint, AGENT_RUNTIME.invocations_path(namespace, agent_name)
+    )
+    client.router_url = endpoint.base_url
+    client.base_url = client.router_url + client._target.prefix
+    return client

@@ -102,24 +102,6 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
             )
         self.base_url = self._endpoint.base_url + self._target.prefix
 
-    @classmethod
-    def _for_session(
-        cls, target: RouterTarget, transport: SyncTransport, namespace: str, cr_name: str
-    ) -> CodeInterpreterDataPlaneClient:
-        """The data plane of a session client, which validated every part already (its
-        Router target, names and session id) and shares its transport."""
-        assert target.session_id is not None
-        client = cls.__new__(cls)
-        client.logger = _LOGGER
-        client.session_id = target.session_id
-        client.namespace = namespace
-        client.cr_name = cr_name
-        client.pool_connections = client.pool_maxsize = _DEFAULT_POOL
-        client._adopt(target.endpoint, transport)
-        client._target = target
-        client.base_url = target.endpoint.base_url + target.prefix
-        return client
-
     @property
     def name(self) -> str | None:
         """The template name (``cr_name``)."""
@@ -291,3 +273,21 @@ def _split_base_url(base_url: str) -> tuple[str, str]:
     url = validate_url(base_url, "base_url")
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}", (parts.path.rstrip("/") + "/")
+
+
+def for_session(
+    target: RouterTarget, transport: SyncTransport, namespace: str, cr_name: str
+) -> CodeInterpreterDataPlaneClient:
+    """The data plane of a session client, which validated every part already (its
+    Router target, names and session id) and shares its transport."""
+    assert target.session_id is not None
+    client = CodeInterpreterDataPlaneClient.__new__(CodeInterpreterDataPlaneClient)
+    client.logger = _LOGGER
+    client.session_id = target.session_id
+    client.namespace = namespace
+    client.cr_name = cr_name
+    client.pool_connections = client.pool_maxsize = _DEFAULT_POOL
+    client._adopt(target.endpoint, transport)
+    client._target = target
+    client.base_url = target.endpoint.base_url + target.prefix
+    return client
