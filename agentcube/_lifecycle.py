@@ -225,7 +225,8 @@ class SessionCore:
     # -- hooks for subclasses ------------------------------------------------------------------
 
     def _open_data_plane(self, session_id: str) -> Any:
-        """Build (no I/O) what this kind uses to talk to its sandbox; ``stop()`` closes it."""
+        """Build (no I/O) what this kind uses to talk to its sandbox (not None); ``stop()``
+        calls its ``close()`` if it has one."""
         raise NotImplementedError
 
     def _create_flow(self) -> Flow[str]:
@@ -432,9 +433,10 @@ class SessionCore:
         # Best effort: a data plane that fails to close must not keep the session from being
         # deleted (or every later stop() would fail the same way).
         dp, self.dp_client = self.dp_client, None
-        if dp is not None:
+        close = getattr(dp, "close", None)  # a kind's data plane may hold nothing to close
+        if close is not None:
             try:
-                dp.close()
+                close()
             except Exception as exc:
                 logger.warning(
                     "closing the data plane of session %s failed: %s", self.session_id, exc
