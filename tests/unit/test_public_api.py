@@ -27,7 +27,6 @@ TOP_LEVEL_MODULES = [
 INTERNAL_HELPERS = {
     "agentcube.auth.resolve_auth",  # how clients pick a provider; not something users call
     "agentcube.exceptions.error_from_reply",  # the one place mapping answers to errors
-    "agentcube.auth.bearer_header_value",  # how a provider becomes a header
 }
 # Sub-namespaces with their own curated ``__all__`` (checked separately below).
 OWN_NAMESPACES = ("agentcube.clients", "agentcube.models", "agentcube.aio")
