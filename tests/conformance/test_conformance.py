@@ -6,6 +6,7 @@ overlaps the rest); each parametrized test then reports its own scenario's misma
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,11 +18,13 @@ from .replay import NAME, Target, load_scenarios, replay
 
 SCENARIOS = load_scenarios()
 _WORKERS = 32
+# A real PicoD binary to replay against instead of the built-in one (never set in CI).
+_PICOD = os.environ.get("AGENTCUBE_TEST_PICOD") or None
 
 
 @pytest.fixture(scope="module")
 def results() -> Iterator[dict[str, list[str]]]:
-    with LocalAgentCube(quiet=True, code_interpreters=(NAME,)) as cube:
+    with LocalAgentCube(quiet=True, code_interpreters=(NAME,), picod=_PICOD) as cube:
         target = Target(cube.workload_manager_url, cube.router_url)
         # the slowest scenarios first, so they overlap everything else
         ordered = sorted(SCENARIOS, key=lambda s: -_expected_seconds(s))

@@ -6,6 +6,7 @@ echoes credentials back in its error answers."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -18,12 +19,15 @@ from .loopback import Answer, RecordingServer, Seen, json_answer
 
 TOKEN = "integration-token-Zq81"
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
+# A real PicoD binary to serve the code-interpreter sessions instead of the built-in one (never
+# set in CI; see tests/conformance/README.md).
+PICOD = os.environ.get("AGENTCUBE_TEST_PICOD") or None
 
 
 @pytest.fixture(scope="session")
 def cube() -> Iterator[LocalAgentCube]:
     """One local AgentCube for the whole run; at the end it must hold no session."""
-    with LocalAgentCube(quiet=True, max_body_bytes=64 * 1024 * 1024) as server:
+    with LocalAgentCube(quiet=True, max_body_bytes=64 * 1024 * 1024, picod=PICOD) as server:
         yield server
         left = server.sessions()
         assert left == [], f"sessions left on the server after the suite: {left}"
