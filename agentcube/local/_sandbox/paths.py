@@ -107,14 +107,6 @@ class MkdirError(OSError):
     """``os.MkdirAll`` failed; ``args[0]`` is Go's text (``mkdir PATH: ERRNO TEXT``)."""
 
 
-class NotADirectory(OSError):
-    """Listing something that is not a directory; ``regular`` says if it is a regular file."""
-
-    def __init__(self, regular: bool) -> None:
-        super().__init__(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        self.regular = regular
-
-
 class OpenFailed(OSError):
     """A download's final open failed after its stat would have succeeded."""
 
@@ -401,11 +393,7 @@ def _final_list(walker: _Walker, name: str | None) -> int | _Follow:
         target = _readlink(name, walker.fd)
         if target is not None:
             return _Follow(target)
-        try:
-            info = os.stat(name, dir_fd=walker.fd, follow_symlinks=False)
-        except OSError:
-            raise exc from None
-        raise NotADirectory(stat.S_ISREG(info.st_mode)) from None
+        raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None  # not a link
 
 
 def _final_read(walker: _Walker, name: str | None) -> int | _Follow | None:
@@ -574,7 +562,7 @@ class Workspace:
 
         Raises FileNotFoundError (also for a walk that would leave the workspace: PicoD
         would have looked outside and found nothing, or it was swapped meanwhile),
-        :class:`NotADirectory`, OSError (errno), :class:`WorkspaceGone`.
+        OSError (errno; ENOTDIR for anything but a directory), :class:`WorkspaceGone`.
         """
         try:
             fd = self._walk(target, _final_list)
