@@ -88,9 +88,7 @@ class RouterApp:
                 plain_response(400, b"400 Bad Request", "text/plain; charset=utf-8"), start_response
             )
         started = float(environ.get(REQUEST_START) or time.monotonic())
-        request.body = DeadlineBody(
-            request.body, environ.get("werkzeug.socket"), started + self._read_timeout, environ
-        )
+        request.body = DeadlineBody(request.body, started + self._read_timeout, environ)
         found = self._routes.lookup(request.method, request.path)
         if isinstance(found, str):
             return respond(trailing_slash_redirect(request, found), start_response)

@@ -14,6 +14,7 @@ import http.client
 import json
 import re
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -333,6 +334,17 @@ def compare(step: dict[str, Any], answer: Answer) -> list[str]:
             problems.append(f"body: not UTF-8: {data[:300]!r}")
         else:
             compare_value(body["text"], text, rules, "$", problems)
+    elif "gzip_of_text" in body:
+        try:
+            inner = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            problems.append(f"body: not a gzip stream ({exc!r}): {data[:300]!r}")
+        else:
+            if inner != body["gzip_of_text"].encode("utf-8"):
+                problems.append(
+                    f"body: a gzip stream of {inner[:300]!r}, "
+                    f"expected one of {body['gzip_of_text']!r}"
+                )
     elif "bytes_b64" in body:
         if data != base64.b64decode(body["bytes_b64"]):
             problems.append(f"body: {len(data)} bytes differ from the recorded ones")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import os
 import stat
+import sys
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from agentcube.local import LocalAgentCube
 
@@ -157,7 +160,7 @@ def test_listing_and_download_errors(api: Api, cube: LocalAgentCube, session_id:
     assert (missing.status_code, missing.json()) == (404, _error(404, "Directory not found"))
     a_file = api.call(session_id, "GET", "api/files", params={"path": "file.txt"})
     assert a_file.json() == _error(
-        500, f"Failed to read directory: readdirent {workspace}/file.txt: not a directory"
+        500, f"Failed to read directory: open {workspace}/file.txt: not a directory"
     )
     response = api.download(session_id, "missing.txt")
     assert (response.status_code, response.json()) == (404, _error(404, "File not found"))
@@ -319,6 +322,115 @@ def test_dot_dot_in_a_download_url_is_refused_by_the_file_server(api: Api, sessi
         )
         assert (response.status_code, response.text) == (400, "invalid URL path\n")
         assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_file_server_errors_asked_with_gzip_come_compressed_without_the_header(
+    api: Api, session_id: str
+) -> None:
+    # Since Go 1.23 http.ServeFile's error path deletes Content-Encoding while gin's gzip
+    # writer still compresses (checked against the real PicoD): the 400 for "..", the 416s
+    # and the open failures all arrive as gzip streams that no header announces.
+    api.upload(session_id, "d/f.txt", b"hello")
+    script = "import socket; socket.socket(socket.AF_UNIX).bind('d/sock')"
+    api.execute(session_id, [sys.executable, "-c", script])
+    cases = [
+        ("d/%2E%2E/d/f.txt", {}, 400, b"invalid URL path\n"),
+        ("d/f.txt", {"Range": "bytes=100-200"}, 416, b"invalid range: failed to overlap\n"),
+        ("d/f.txt", {"Range": "bytes=x"}, 416, b"invalid range\n"),
+        ("d/sock", {}, 404, b"404 page not found\n"),  # ENXIO reads as "does not exist"
+    ]
+    for path, headers, status, text in cases:
+        for encoding in ("gzip", "identity"):
+            response = api.call(
+                session_id,
+                "GET",
+                f"api/files/{path}",
+                headers={**headers, "Accept-Encoding": encoding},
+            )
+            assert response.status_code == status, (path, headers)
+            assert "Content-Encoding" not in response.headers
+            assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+            body = gzip.decompress(response.content) if encoding == "gzip" else response.content
+            assert body == text, (path, headers, encoding)
+
+
+def _path_of_length(workspace: str, total: int, last: str = "f.txt") -> str:
+    """A relative path that makes ``workspace/path`` exactly ``total`` bytes long."""
+    left = total - len(workspace) - 1 - len(last)
+    parts = []
+    while left > 202:
+        parts.append("a" * 200)
+        left -= 201
+    parts.append("b" * (left - 1))
+    return "/".join([*parts, last])
+
+
+def _first_too_long(workspace: str, path: str) -> str:
+    parts = path.split("/")
+    for index in range(len(parts)):
+        prefix = "/".join([workspace, *parts[: index + 1]])
+        if len(prefix) >= 4096:
+            return prefix
+    raise AssertionError(path)
+
+
+def test_paths_over_path_max_fail_as_the_system_call_does(
+    api: Api, cube: LocalAgentCube, session_id: str
+) -> None:
+    # The texts are the real PicoD's: Go hands the kernel the whole path, which refuses one
+    # of PATH_MAX (4096) bytes or more, NUL included, with ENAMETOOLONG.
+    workspace = os.path.realpath(_workspace(cube, session_id))
+    too_long = "file name too long"
+
+    def multipart(path: str) -> requests.Response:
+        return api.call(session_id, "POST", "api/files", data={"path": path}, files={"file": b"m"})
+
+    def execute_in(path: str) -> dict[str, object]:
+        return api.execute(session_id, ["true"], working_dir=path)
+
+    fits = _path_of_length(workspace, 4095)
+    assert api.upload(session_id, fits, b"x").status_code == 200
+    assert multipart(fits).json()["path"] == fits
+    assert api.download(session_id, fits).content == b"m"
+    listing = api.call(session_id, "GET", "api/files", params={"path": os.path.dirname(fits)})
+    assert [entry["name"] for entry in listing.json()["files"]] == ["f.txt"]
+
+    over = _path_of_length(workspace, 4096)
+    full = f"{workspace}/{over}"
+    response = api.upload(session_id, over, b"x")
+    assert (response.status_code, response.json()) == (
+        500,
+        _error(500, f"Failed to write file: open {full}: {too_long}"),
+    )
+    assert multipart(over).json() == _error(500, "Failed to create destination file")
+    assert api.download(session_id, over).json() == _error(
+        500, f"Failed to get file info: stat {full}: {too_long}"
+    )
+    listed = api.call(session_id, "GET", "api/files", params={"path": over})
+    assert listed.json() == _error(500, f"Failed to read directory: open {full}: {too_long}")
+    result = execute_in(over)
+    assert (result["exit_code"], result["stderr"]) == (1, f"chdir {full}: {too_long}")
+    # a component over NAME_MAX fails the same stat
+    result = execute_in("c" * 300)
+    assert result["stderr"] == f"chdir {workspace}/{'c' * 300}: {too_long}"
+
+    # nothing exists of it: still the length, not "not found"
+    missing = "missing/" + _path_of_length(workspace, 4300)
+    full = f"{workspace}/{missing}"
+    assert api.download(session_id, missing).json() == _error(
+        500, f"Failed to get file info: stat {full}: {too_long}"
+    )
+    listed = api.call(session_id, "GET", "api/files", params={"path": missing})
+    assert listed.json() == _error(500, f"Failed to read directory: open {full}: {too_long}")
+
+    # os.MkdirAll makes the directories that fit, then fails at the first that does not
+    for name, send in (("json", lambda p: api.upload(session_id, p, b"x")), ("mp", multipart)):
+        deep = f"{name}/" + _path_of_length(workspace, 4300)
+        failing = _first_too_long(workspace, deep)
+        assert send(deep).json() == _error(
+            500, f"Failed to create directory: mkdir {failing}: {too_long}"
+        )
+        assert os.listdir(os.path.dirname(failing)) == []
 
 
 def test_index_html_redirects(api: Api, session_id: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
 import threading
 import time
@@ -86,6 +88,71 @@ def test_a_request_must_arrive_within_the_read_timeout() -> None:
         # a request whose body arrived in time may run longer than the limit
         result = api.execute(sid, ["sleep", "1"])
         assert result["exit_code"] == 0
+
+
+def _slow_post(sid: str, port: int, framing: str, parts: list[bytes], gap: float) -> float:
+    """Send a request's head, then ``parts`` every ``gap`` seconds, never finishing the
+    body; the seconds from the head to the end of the answer, which must be a 504."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        started = time.monotonic()
+        sock.sendall(
+            (
+                f"POST {PREFIX}api/execute HTTP/1.1\r\nHost: x\r\n{SESSION_HEADER}: {sid}\r\n"
+                f"Content-Type: application/json\r\n{framing}\r\n\r\n"
+            ).encode()
+        )
+        answer = b""
+        for part in parts:
+            time.sleep(gap)
+            try:
+                sock.sendall(part)
+            except OSError:
+                break
+        while chunk := sock.recv(65536):
+            answer += chunk
+        elapsed = time.monotonic() - started
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 504"), answer
+    assert body == b'{"error":"sandbox timeout"}'
+    return elapsed
+
+
+def test_the_read_limit_counts_from_the_request_start_not_per_read() -> None:
+    # Go's ReadTimeout: the whole request by start + limit. Measured per read, a body
+    # sending a part now and then got its 504 one whole limit after its last part.
+    with LocalAgentCube(quiet=True, read_timeout=2.0) as cube:
+        sid = Api(cube).create()
+        port = int(cube.router_url.rsplit(":", 1)[1])
+        parts = [b'{"comm', b'and": ']
+        length = _slow_post(sid, port, "Content-Length: 100", parts, 0.7)
+        chunked = _slow_post(
+            sid,
+            port,
+            "Transfer-Encoding: chunked",
+            [b"20\r\n" + b'{"command": [', b'"true"], "timeout"'],  # one chunk, in two parts
+            0.7,
+        )
+        for elapsed in (length, chunked):
+            assert 1.9 <= elapsed < 2.9, (length, chunked)
+
+
+def test_the_read_limit_is_per_request_on_a_kept_alive_connection() -> None:
+    with LocalAgentCube(quiet=True, read_timeout=1.0) as cube:
+        sid = Api(cube).create()
+        port = int(cube.router_url.rsplit(":", 1)[1])
+        body = b'{"command": ["true"]}'
+        request = (
+            f"POST {PREFIX}api/execute HTTP/1.1\r\nHost: x\r\n{SESSION_HEADER}: {sid}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+            for _ in range(2):  # idle past the first request's limit, then a second one
+                sock.sendall(request)
+                response = http.client.HTTPResponse(sock)
+                response.begin()
+                assert response.status == 200
+                assert json.loads(response.read())["exit_code"] == 0
+                time.sleep(1.5)
 
 
 def test_lifetimes_from_the_command_line() -> None:

@@ -36,7 +36,7 @@ def serve_file(c: Context, opened: int | OSError) -> GoResponse:
         return response
 
     if _contains_dot_dot(request.path):
-        return give_up(c.text_error(400, "invalid URL path"))
+        return give_up(_serve_error(c, 400, "invalid URL path"))
     if request.path.endswith("/index.html"):
         location = "./"
         if request.raw_query:
@@ -44,11 +44,11 @@ def serve_file(c: Context, opened: int | OSError) -> GoResponse:
         c.headers.set("Location", location)
         return give_up(GoResponse(301, c.headers, b"", gzip=c.gzip))
     if failed is not None:
+        # http.Dir's mapOpenError: any other failure to open a non-directory (a socket's
+        # ENXIO, say) reads as "does not exist"
         if failed.errno in (errno.EACCES, errno.EPERM):
-            return c.text_error(403, "403 Forbidden")
-        if failed.errno == errno.ENOENT:
-            return c.text_error(404, "404 page not found")
-        return c.text_error(500, "500 Internal Server Error")
+            return _serve_error(c, 403, "403 Forbidden")
+        return _serve_error(c, 404, "404 page not found")
     assert fd is not None
     try:
         os.set_blocking(fd, True)
@@ -65,7 +65,12 @@ def serve_file(c: Context, opened: int | OSError) -> GoResponse:
 
 
 def _serve_error(c: Context, status: int, message: str) -> GoResponse:
-    for name in ("Cache-Control", "Etag", "Last-Modified"):
+    """``serveError`` (Go 1.23+): ``http.Error`` without the success headers.
+
+    Content-Encoding goes too, while gin-contrib/gzip's writer still compresses: asked with
+    gzip, the text arrives as a gzip stream that no header announces.
+    """
+    for name in ("Cache-Control", "Content-Encoding", "Etag", "Last-Modified"):
         c.headers.delete(name)
     return c.text_error(status, message)
 

@@ -58,6 +58,18 @@ class _Capture:
         return out
 
 
+def _chdir_error(cwd: str) -> str | None:
+    """``os.StartProcess`` stats the directory before it forks: Go's text when that fails
+    (a path over ``PATH_MAX``, say; a directory that is a file fails later, in the child)."""
+    try:
+        os.stat(cwd)
+    except OSError as exc:
+        return f"chdir {cwd}: {errno_text(exc.errno)}"
+    except ValueError:
+        return f"chdir {cwd}: {errno_text(errno.EINVAL)}"
+    return None
+
+
 class Execute:
     """The handler, over the session's workspace and process supervisor."""
 
@@ -123,6 +135,8 @@ class Execute:
             assert path is not None
             if env_error:
                 start_error = env_error
+            elif (chdir_error := _chdir_error(cwd)) is not None:
+                start_error = chdir_error
             elif any("\x00" in arg for arg in argv[1:]) or "\x00" in cwd:
                 start_error = f"fork/exec {path}: {errno_text(errno.EINVAL)}"
             else:

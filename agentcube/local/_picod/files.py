@@ -23,7 +23,7 @@ from .._go.stdlib import (
     go_string,
     type_by_extension,
 )
-from .._sandbox.paths import MkdirError, NotADirectory, OpenFailed, PathDenied, Workspace
+from .._sandbox.paths import MkdirError, OpenFailed, PathDenied, Workspace
 from .context import PicodContext, bind_body
 
 _FILE_CHUNK = 256 * 1024
@@ -170,10 +170,7 @@ class Files:
             fd = self.workspace.open_directory(target)
         except FileNotFoundError:
             return c.error(404, "Directory not found")
-        except NotADirectory as exc:
-            op = "readdirent" if exc.regular else "open"
-            return c.error(500, f"Failed to read directory: {op} {target}: {errno_text(exc.errno)}")
-        except OSError as exc:
+        except OSError as exc:  # os.ReadDir opens with O_DIRECTORY: a file fails at the open
             return c.error(500, f"Failed to read directory: open {target}: {errno_text(exc.errno)}")
         listed: list[tuple[bytes, os.stat_result]] = []
         try:

@@ -20,7 +20,10 @@ Two layers, and only the second one lets anything happen:
   its "not found"). The final component is opened with ``O_NOFOLLOW`` too (a symlink there is
   read and walked the same way), and answers are made from the opened descriptor
   (``fstat``, ``fdopendir`` with ``fstatat`` per entry), never from the path again. There is
-  one walk for every kernel (no ``openat2``), so one code path decides everywhere.
+  one walk for every kernel (no ``openat2``), so one code path decides everywhere. Going one
+  component at a time, the walk never meets the kernel's whole-path limit, which PicoD's
+  calls on full path strings do: it applies ``PATH_MAX`` itself (a stat or open of a path that
+  long fails at once, ``MkdirAll`` at the first directory that reaches it).
 
 So a command that swaps a directory for a symlink between the check and the operation cannot
 make an operation read, list or write outside the workspace: a check made on strings that the
@@ -91,6 +94,8 @@ _LINK_ERRNOS = frozenset(
 )
 _MAX_LINKS = 40
 _MAX_RETRIES = 64
+#: the kernel's limit on a whole path, its NUL included: Go hands it the full path string
+PATH_MAX = 4096
 
 T = TypeVar("T")
 
@@ -105,14 +110,6 @@ class WorkspaceGone(Exception):
 
 class MkdirError(OSError):
     """``os.MkdirAll`` failed; ``args[0]`` is Go's text (``mkdir PATH: ERRNO TEXT``)."""
-
-
-class NotADirectory(OSError):
-    """Listing something that is not a directory; ``regular`` says if it is a regular file."""
-
-    def __init__(self, regular: bool) -> None:
-        super().__init__(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        self.regular = regular
 
 
 class OpenFailed(OSError):
@@ -208,6 +205,22 @@ class _Follow:
         self.target = target
 
 
+def _byte_length(text: str) -> int:
+    try:
+        return len(os.fsencode(text))
+    except UnicodeError:
+        return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _too_long(path: str) -> bool:
+    """Whether the kernel refuses ``path`` as a whole (ENAMETOOLONG); a NUL fails before."""
+    return "\x00" not in path and _byte_length(path) >= PATH_MAX
+
+
+def _name_too_long() -> OSError:
+    return OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+
+
 def _readlink(name: str, dir_fd: int) -> str | None:
     """The target of the symlink ``name`` in ``dir_fd``, or None when it is not a symlink."""
     try:
@@ -275,7 +288,9 @@ class _Walker:
         directory reached itself), or, without ``final``, every component is a directory.
 
         Raises :class:`_Escape`, OSError (errno of the step that failed) or, with ``create``,
-        :class:`MkdirError` as ``os.MkdirAll`` words it.
+        :class:`MkdirError` as ``os.MkdirAll`` words it. With ``create``, the directories
+        whose path stays under ``PATH_MAX`` are made, as ``os.MkdirAll`` makes them, and the
+        first component whose path reaches it fails as its ``mkdir`` (or the final open) does.
         """
         pending: list[_Step] = [(name, index, False) for index, name in enumerate(self.parts)]
         pending.reverse()
@@ -302,6 +317,10 @@ class _Walker:
                 else:
                     outside = self.root_parts[:-1]
                 continue
+            if create and _too_long(self.prefix(index)):
+                if final is not None and index == len(self.parts) - 1:
+                    raise _name_too_long()
+                raise MkdirError(f"mkdir {self.prefix(index)}: {errno_text(errno.ENAMETOOLONG)}")
             if final is not None and not pending:
                 result = final(self, name)
                 if isinstance(result, _Follow):
@@ -401,11 +420,7 @@ def _final_list(walker: _Walker, name: str | None) -> int | _Follow:
         target = _readlink(name, walker.fd)
         if target is not None:
             return _Follow(target)
-        try:
-            info = os.stat(name, dir_fd=walker.fd, follow_symlinks=False)
-        except OSError:
-            raise exc from None
-        raise NotADirectory(stat.S_ISREG(info.st_mode)) from None
+        raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None  # not a link
 
 
 def _final_read(walker: _Walker, name: str | None) -> int | _Follow | None:
@@ -563,6 +578,8 @@ class Workspace:
         relative = rel(root, target)
         parts = [] if relative == "." else relative.split("/")
         with self._operation() as root_fd:
+            if not create and _too_long(target):  # Go's stat or open of the whole path
+                raise _name_too_long()
             walker = _Walker(root_fd, root, parts)
             try:
                 return walker.run(final, create)
@@ -574,7 +591,7 @@ class Workspace:
 
         Raises FileNotFoundError (also for a walk that would leave the workspace: PicoD
         would have looked outside and found nothing, or it was swapped meanwhile),
-        :class:`NotADirectory`, OSError (errno), :class:`WorkspaceGone`.
+        OSError (errno; ENOTDIR for anything but a directory), :class:`WorkspaceGone`.
         """
         try:
             fd = self._walk(target, _final_list)

@@ -5,7 +5,9 @@ response, so a client can never reuse a connection. The handler here replaces
 ``run_wsgi``: it bounds the request body by ``Content-Length`` (or de-chunks it),
 drains whatever the app left unread so the next request line is found, and keeps
 the connection open. It also counts accepted connections, can drop a connection
-without answering (fault injection), and keeps werkzeug's request log quiet.
+without answering (fault injection), keeps werkzeug's request log quiet, and lets an app
+give a request a read deadline (``READ_DEADLINE``): as Go's ``ReadTimeout``, one instant
+for the whole request, past which every read from the connection fails.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ DROP_CONNECTION = "agentcube.local.drop_connection"
 RAW_HEADERS = "agentcube.raw_headers"
 REQUEST_START = "agentcube.request_start"
 CLOSE_CONNECTION = "agentcube.close_connection"
+#: ``environ[READ_DEADLINE](deadline)``: reading this request past ``deadline`` (monotonic
+#: seconds) raises TimeoutError, however the reads are split
+READ_DEADLINE = "agentcube.read_deadline"
 
 _DRAIN_LIMIT = 4 * 1024 * 1024  # unread body bytes we are willing to skip to keep a connection
 _LINGER_IDLE_SECONDS = 1.0
@@ -76,6 +81,41 @@ class ConnectionTracker:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+def _wait_readable(sock: socket.socket, seconds: float) -> bool:
+    """Whether ``sock`` has something to read (data, EOF or an error) within ``seconds``."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(max(1, int(seconds * 1000) + 1)))
+    readable, _, _ = select.select([sock], [], [sock], seconds)  # pragma: no cover - non-POSIX
+    return bool(readable)
+
+
+class _ConnectionReader(io.RawIOBase):
+    """The connection's incoming bytes; past ``deadline`` a read fails with TimeoutError.
+
+    The deadline holds for the sum of all reads, however a body reader splits them into
+    receives (the socket's own timeout is per receive). The socket itself is left as it is:
+    another thread may be writing to it.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: ReadableBuffer) -> int:
+        deadline = self.deadline
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not _wait_readable(self._sock, remaining):
+                raise TimeoutError("read deadline exceeded")
+        return self._sock.recv_into(buffer)
 
 
 class MalformedBody(BadRequest):
@@ -175,10 +215,14 @@ class KeepAliveHandler(WSGIRequestHandler):
     disable_nagle_algorithm = True
     timeout = _IDLE_TIMEOUT
     tracker: ClassVar[ConnectionTracker]
+    _reader: _ConnectionReader
 
     # -- connection life cycle -------------------------------------------------------------
     def setup(self) -> None:
         super().setup()
+        self.rfile.close()  # socketserver's reader, replaced by one that knows deadlines
+        self._reader = _ConnectionReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader)
         self.tracker.opened(self.connection)
 
     def finish(self) -> None:
@@ -204,9 +248,16 @@ class KeepAliveHandler(WSGIRequestHandler):
     # -- request handling --------------------------------------------------------------------
     _request_start = 0.0
 
+    def handle_one_request(self) -> None:
+        self._reader.deadline = None  # the previous request's: the next one waits while idle
+        super().handle_one_request()
+
     def parse_request(self) -> bool:
         self._request_start = time.monotonic()
         return bool(super().parse_request())
+
+    def _set_read_deadline(self, deadline: float) -> None:
+        self._reader.deadline = deadline
 
     def run_wsgi(self) -> None:
         if self.request_version != "HTTP/1.1":
@@ -218,6 +269,7 @@ class KeepAliveHandler(WSGIRequestHandler):
         self.environ = environ
         environ[RAW_HEADERS] = list(self.headers.items())
         environ[REQUEST_START] = self._request_start
+        environ[READ_DEADLINE] = self._set_read_deadline
         if environ.get("wsgi.input_terminated"):  # chunked: werkzeug de-chunks
             body = _RequestBody(environ["wsgi.input"], None)
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -10,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 from .._go.gin import BodyReadError, GoResponse, Headers, Request, Response, status_text
 from .._go.stdlib import canonical_header, unescape_path
 from .forward import ReadDeadline
-from .keepalive import CLOSE_CONNECTION, RAW_HEADERS, REQUEST_START
+from .keepalive import CLOSE_CONNECTION, RAW_HEADERS, READ_DEADLINE, REQUEST_START
 
-__all__ = ["CLOSE_CONNECTION", "RAW_HEADERS", "REQUEST_START"]
+__all__ = ["CLOSE_CONNECTION", "RAW_HEADERS", "READ_DEADLINE", "REQUEST_START"]
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -102,32 +101,29 @@ class _GoBody:
 
 
 class DeadlineBody:
-    """The request body, which must arrive by ``deadline`` (monotonic); else ReadDeadline."""
+    """The request body, which must have arrived by ``deadline`` (monotonic seconds, from
+    the request's start): a read that has to wait past it raises ReadDeadline.
 
-    def __init__(self, raw: Any, sock: Any, deadline: float, environ: WSGIEnvironment) -> None:
+    The deadline is the connection's (``READ_DEADLINE``), so it bounds the request as a whole
+    however its reads are split; without a server that offers one, each read checks it.
+    """
+
+    def __init__(self, raw: Any, deadline: float, environ: WSGIEnvironment) -> None:
         self._raw = raw
-        self._sock = sock if isinstance(sock, socket.socket) else None
         self._deadline = deadline
         self._environ = environ
+        set_deadline = environ.get(READ_DEADLINE)
+        self._enforced = set_deadline is not None
+        if set_deadline is not None:
+            set_deadline(deadline)
 
     def read(self, size: int = -1) -> bytes:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
+        if not self._enforced and time.monotonic() >= self._deadline:
             self._expire()
-        previous = None
-        if self._sock is not None:
-            previous = self._sock.gettimeout()
-            self._sock.settimeout(remaining)
         try:
             return bytes(self._raw.read(size if size is not None and size >= 0 else 64 * 1024))
         except TimeoutError:
             self._expire()
-        finally:
-            if self._sock is not None:
-                try:
-                    self._sock.settimeout(previous)
-                except OSError:
-                    pass
         raise AssertionError("unreachable")
 
     def _expire(self) -> None:
