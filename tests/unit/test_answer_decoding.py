@@ -2,7 +2,7 @@
 that are not UTF-8 inside a JSON string become U+FFFD (the answer is still JSON), a declared
 charset is honoured, and the strictness stays (no NaN, no absurd nesting) (issue 17).
 
-The async twin is ``tests/async/test_async_answer_decoding.py``.
+The async twin is ``tests/async/test_async_answers_and_lost_sessions.py``.
 """
 
 from __future__ import annotations

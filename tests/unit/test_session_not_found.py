@@ -5,7 +5,7 @@ The error still reaches the caller; then ``session_id`` is None, ``stop()`` / ``
 send nothing (the first says ``ALREADY_GONE``), exit cleanup and the garbage-collection warning
 forget the session, and later calls raise ``SessionError`` without sending. A sandbox's own 404
 (forwarded with the session header) is about a file or a path and changes nothing. The async
-twin is ``tests/async/test_async_session_not_found.py``.
+twin is ``tests/async/test_async_answers_and_lost_sessions.py``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
-"""The async clients forget a session the Router says it does not know, as the sync ones do
-(upstream's #460, issue 17): the error reaches the caller, then ``session_id`` is None,
-``stop()`` sends nothing and says ``ALREADY_GONE``, and later calls raise ``SessionError``.
+"""The async clients against issue 17's points, as the sync ones (the twins are
+``tests/unit/test_answer_decoding.py`` and ``tests/unit/test_session_not_found.py``):
 
-The sync twin is ``tests/unit/test_session_not_found.py``.
+- JSON answers are decoded as 0.1.0 decoded them through requests: bytes that are not UTF-8
+  inside a JSON string become U+FFFD, and the answer stays JSON. Both drivers hand the same
+  bytes and headers to the same flows, so the results are identical.
+- A session the Router says it does not know is forgotten (upstream's #460): the error reaches
+  the caller, then ``session_id`` is None, ``stop()`` sends nothing and says ``ALREADY_GONE``,
+  and later calls raise ``SessionError``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ HEADER = "x-agentcube-session-id"
 CI_PREFIX = f"{ROUTER}/v1/namespaces/default/code-interpreters/my-interpreter/invocations/"
 AR_PREFIX = f"{ROUTER}/v1/namespaces/default/agent-runtimes/my-agent/invocations/"
 URLS = {"workload_manager_url": WM, "router_url": ROUTER, "retry": RetryPolicy(max_attempts=1)}
+GIN_JSON = {"Content-Type": "application/json; charset=utf-8"}
 ROUTER_939ABB5 = {"error": 'sessions.agentcube.volcano.sh "ci-1" not found'}
 
 
@@ -40,9 +45,51 @@ def mock() -> Iterator[respx.MockRouter]:
         yield router
 
 
+def _answer(content: bytes, headers: dict[str, str] = GIN_JSON) -> httpx.Response:
+    return httpx.Response(200, content=content, headers=headers)
+
+
 def _created(mock: respx.MockRouter) -> None:
     answer = httpx.Response(200, json={"sessionId": "ci-1"})
     mock.post(f"{WM}/v1/code-interpreter").mock(return_value=answer)
+
+
+# -- answers with invalid UTF-8 -------------------------------------------------------------------
+
+
+async def test_execute_with_invalid_utf8_in_its_answer_returns_the_output(
+    mock: respx.MockRouter,
+) -> None:
+    body = b'{"stdout": "\xff\xfe", "stderr": "", "exit_code": 0}'
+    mock.post(CI_PREFIX + "api/execute").mock(return_value=_answer(body))
+    ci = AsyncCodeInterpreterClient(session_id="ci-1", **URLS)
+    assert await ci.execute_command("x") == "\ufffd\ufffd"
+    result = await ci.execute_command_result("x")
+    assert result == {"stdout": "\ufffd\ufffd", "stderr": "", "exit_code": 0}
+    await ci.detach()
+
+
+async def test_invoke_with_invalid_utf8_in_its_answer_returns_the_dict(
+    mock: respx.MockRouter,
+) -> None:
+    mock.post(AR_PREFIX).mock(return_value=_answer(b'{"reply": "\xff\xfe ok"}'))
+    ar = AsyncAgentRuntimeClient("my-agent", session_id="ar-1", **URLS)
+    assert await ar.invoke({"q": 1}) == {"reply": "\ufffd\ufffd ok"}
+    text = {"Content-Type": "text/plain; charset=latin-1"}
+    mock.post(AR_PREFIX + "t").mock(return_value=_answer(b"caf\xe9", text))
+    assert await ar.invoke({"q": 1}, path="t") == "caf\u00e9"
+
+
+async def test_list_files_with_invalid_utf8_in_its_answer_lists(mock: respx.MockRouter) -> None:
+    body = b'{"files": [{"name": "a\xff.txt", "size": 1, "mode": "-rw-r--r--", "is_dir": false}]}'
+    mock.get(CI_PREFIX + "api/files").mock(return_value=_answer(body))
+    ci = AsyncCodeInterpreterClient(session_id="ci-1", **URLS)
+    (entry,) = await ci.list_files(".")
+    assert entry["name"] == "a\ufffd.txt"
+    await ci.detach()
+
+
+# -- a session the Router does not know ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
