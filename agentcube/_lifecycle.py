@@ -15,12 +15,19 @@ Without a WorkloadManager URL, a ``stop()`` that would delete leaves the session
 names it in a warning, and ``delete()`` is refused. The two kinds differ in one class attribute,
 :attr:`SessionCore.delete_attached_on_stop`.
 
+A session the Router or the WorkloadManager said it does not know (a
+:class:`~agentcube.exceptions.SessionNotFoundError` of the service's own, not a sandbox's 404)
+has ended: the client forgets it (``session_id`` None, no exit cleanup, no warning), and
+``stop()`` / ``delete()`` send nothing (the first says ``ALREADY_GONE``), as upstream's SDK does
+since volcano-sh/agentcube#460 (no implicit recreation, no retry).
+
 This table is prose; the source of truth is data: :data:`STOP_RULES` (relation x whether the
 kind deletes attached sessions x whether a WorkloadManager URL is configured -> action),
-:data:`DELETE_RULES` and :data:`FINISHED_IN` (the phases in which a call has nothing to do).
+:data:`DELETE_RULES`, :data:`FINISHED_IN` (the phases in which a call has nothing to send, and
+what it answers there) and :data:`ON_SESSION_NOT_FOUND` (the phase a lost session leaves).
 
 A client's state is two things kept apart: its *relation* to the session (owned, attached,
-detached) and the *phase* of the client (open, stopping, done, ended). :class:`SessionCore`
+detached) and the *phase* of the client (open, stopping, done, lost, ended). :class:`SessionCore`
 holds the state, the configuration and the flows (create, stop, delete, roll back); the sync
 and async base classes only run those flows under their own lock.
 """
@@ -47,6 +54,7 @@ from .exceptions import (
     InvalidArgumentError,
     InvalidResponseError,
     SessionError,
+    SessionNotFoundError,
 )
 
 if TYPE_CHECKING:
@@ -84,10 +92,10 @@ class Phase(enum.Enum):
     STOPPING = "stopping"  # closed for work; the policy's DELETE is still to be done (retry)
     DONE = "done"  # stop() did what the policy asks; the session may still be running
     ENDED = "ended"  # the session is gone
+    LOST = "lost"  # the session is gone (a service said so); stop() has yet to report it
 
 
 class Action(enum.Enum):
-    NOTHING = "nothing"  # no live session, or this call was done already: nothing is sent
     KEEP = "keep"  # the session is not this client's to delete: it keeps running
     LEAVE_RUNNING = "leave_running"  # to be deleted, but no WorkloadManager URL: a warning
     DELETE = "delete"  # the WorkloadManager deletes it
@@ -115,11 +123,29 @@ STOP_RULES: dict[tuple[Relation, bool, bool], Action] = {
 # configured) -> action.
 DELETE_RULES: dict[bool, Action] = {True: Action.DELETE, False: Action.REFUSE}
 
-# The phases in which a call has nothing left to do (Action.NOTHING); so has a client without
-# a session. delete() after a stop() that kept the session still deletes it.
-FINISHED_IN: dict[str, frozenset[Phase]] = {
-    "stop": frozenset({Phase.DONE, Phase.ENDED}),
-    "delete": frozenset({Phase.ENDED}),
+# The phases in which a call has nothing left to send: phase -> (what it answers, the phase
+# after it). So has a client without a session (NOTHING_TO_DO). delete() after a stop() that
+# kept the session still deletes it; the first call after a lost session reports it gone.
+FINISHED_IN: dict[str, dict[Phase, tuple[StopOutcome, Phase]]] = {
+    "stop": {
+        Phase.DONE: (StopOutcome.NOTHING_TO_DO, Phase.DONE),
+        Phase.ENDED: (StopOutcome.NOTHING_TO_DO, Phase.ENDED),
+        Phase.LOST: (StopOutcome.ALREADY_GONE, Phase.ENDED),
+    },
+    "delete": {
+        Phase.ENDED: (StopOutcome.NOTHING_TO_DO, Phase.ENDED),
+        Phase.LOST: (StopOutcome.ALREADY_GONE, Phase.ENDED),
+    },
+}
+
+# A SessionNotFoundError of the Router's or the WorkloadManager's own about this client's
+# session: phase -> the phase after it. Whatever the client was doing, the session has ended.
+ON_SESSION_NOT_FOUND: dict[Phase, Phase] = {
+    Phase.OPEN: Phase.LOST,
+    Phase.STOPPING: Phase.LOST,  # a DELETE still to retry: nothing is left to delete
+    Phase.DONE: Phase.LOST,  # kept running by stop(), then lost: delete() has nothing to do
+    Phase.LOST: Phase.LOST,
+    Phase.ENDED: Phase.ENDED,
 }
 
 
@@ -147,6 +173,7 @@ class SessionCore:
         self._relation = Relation.ATTACHED
         self._phase = Phase.OPEN
         self._reported = False  # a warning already named a session left running
+        self._lost_id: str | None = None  # the session a service said it does not know
         self._pid = os.getpid()  # a forked child must not adopt its parent's sessions
         self._cleanup_key = object()
         self._control: Endpoint | None = None
@@ -334,9 +361,16 @@ class SessionCore:
         """What :data:`STOP_RULES` says ``stop()`` does with this client's session."""
         return STOP_RULES[self._relation, self.delete_attached_on_stop, self._control is not None]
 
+    def _finished(self, call: str) -> StopOutcome | None:
+        """What ``call`` ("stop" or "delete") answers without sending anything (and the phase
+        it leaves, from :data:`FINISHED_IN`); None: it has work to do."""
+        answer = FINISHED_IN[call].get(self._phase)
+        if answer is not None:
+            outcome, self._phase = answer
+            return outcome
+        return StopOutcome.NOTHING_TO_DO if self.session_id is None else None
+
     def _plan_stop(self) -> Action:
-        if self._phase in FINISHED_IN["stop"] or self.session_id is None:
-            return Action.NOTHING
         self._phase = Phase.STOPPING
         self._close_data_plane()
         action = self._stop_rule()
@@ -347,9 +381,10 @@ class SessionCore:
     def _stop_flow(self, deadline: float | None = None) -> Flow[StopOutcome]:
         """Close the data plane, then do what the policy asks; every request is bounded by
         ``deadline`` (``time.monotonic()``) when given."""
+        finished = self._finished("stop")
+        if finished is not None:
+            return finished
         action = self._plan_stop()
-        if action is Action.NOTHING:
-            return StopOutcome.NOTHING_TO_DO
         if action is Action.KEEP:
             logger.debug("kept %s session %s (not owned)", self.kind.name, self.session_id)
             return StopOutcome.KEPT
@@ -359,8 +394,9 @@ class SessionCore:
         return (yield from self._delete_now_flow(deadline))
 
     def _delete_flow(self) -> Flow[StopOutcome]:
-        if self._phase in FINISHED_IN["delete"] or self.session_id is None:
-            return StopOutcome.NOTHING_TO_DO
+        finished = self._finished("delete")
+        if finished is not None:
+            return finished
         if DELETE_RULES[self._control is not None] is Action.REFUSE:
             raise InvalidArgumentError(
                 f"cannot delete session {self.session_id}: no WorkloadManager URL; pass "
@@ -418,6 +454,28 @@ class SessionCore:
         add_note(exc, message)
         warnings.warn(message, ResourceWarning, stacklevel=4)
 
+    def _forget_if_lost(self, exc: BaseException) -> None:
+        """After ``exc``: if it is a :class:`SessionNotFoundError` about this client's session
+        (the Router or the WorkloadManager answered it itself; a sandbox's 404 is a plain
+        NotFoundError), the session has ended: forget it, sending nothing
+        (:data:`ON_SESSION_NOT_FOUND`). The caller re-raises ``exc``."""
+        if not isinstance(exc, SessionNotFoundError) or exc.session_id is None:
+            return
+        if exc.session_id != self.session_id:
+            return  # another session's, or this one is forgotten already
+        self._phase = ON_SESSION_NOT_FOUND[self._phase]
+        if self._phase is not Phase.LOST:
+            return
+        logger.info(
+            "%s session %s was not found: it has ended; the client forgets it",
+            self.kind.name,
+            self.session_id,
+        )
+        self._lost_id = self.session_id
+        self.session_id = None
+        _exit_cleanup.unregister(self._cleanup_key)
+        self._close_data_plane()
+
     def _detach(self) -> str:
         if self.session_id is None or self._phase is Phase.ENDED:
             raise SessionError("this client has no live session to detach from")
@@ -456,7 +514,13 @@ class SessionCore:
     def _require_open(self) -> Any:
         dp = self.dp_client
         if self._phase is not Phase.OPEN or dp is None:
-            raise SessionError(f"{type(self).__name__} is stopped; open a new client")
+            name = type(self).__name__
+            if self._lost_id is not None:
+                raise SessionError(
+                    f"{name} has ended: session {self._lost_id} was not found (deleted, "
+                    "expired or never created); open a new client"
+                )
+            raise SessionError(f"{name} is stopped; open a new client")
         return dp
 
     # -- state, repr, finalizer ----------------------------------------------------------------

@@ -22,7 +22,15 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from ._wire import SESSION_HEADER, USER_AGENT, dump_json, parse_json
+from ._wire import (
+    SESSION_HEADER,
+    USER_AGENT,
+    charset_of,
+    decode_json_text,
+    decode_text,
+    dump_json,
+    parse_json,
+)
 from .exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -135,6 +143,16 @@ class Endpoint(NamedTuple):
     retry: RetryPolicy
 
 
+class Timeouts(NamedTuple):
+    """An attempt's timeouts, in seconds: each of connect and read (as the HTTP library takes
+    them: read is per read), and ``attempt``, the bound on the whole attempt (connect, send,
+    wait, read), which the drivers enforce however slowly a server drips its answer."""
+
+    connect: float
+    read: float
+    attempt: float
+
+
 class Call:
     """One HTTP request a flow wants sent (retries included), described without any I/O.
 
@@ -242,19 +260,22 @@ class Call:
         """``METHOD /path`` (no query: it may hold file names) for messages and logs."""
         return f"{self.method} {self.url.split('?', 1)[0]}"
 
-    def timeouts(self) -> tuple[float, float]:
-        """(connect, read) timeouts for the next attempt, shrunk to the deadline.
+    def timeouts(self) -> Timeouts:
+        """The next attempt's connect and read timeouts and its bound in all.
+
+        The bound is connect + read, and never past the deadline: the whole attempt (and the
+        retries after it) ends by then, not each of its timeouts, shrunk to the time left.
 
         Raises:
             APITimeoutError: the deadline has passed.
         """
         connect, read = self.endpoint.connect_timeout, self.read_timeout
         if self.deadline is None:
-            return connect, read
+            return Timeouts(connect, read, connect + read)
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise APITimeoutError(f"{self.describe()}: no time left before the deadline")
-        return min(connect, left), min(read, left)
+        return Timeouts(min(connect, left), min(read, left), min(connect + read, left))
 
     def retry_pause(
         self,
@@ -338,11 +359,15 @@ class Reply:
 
     def json(self) -> Any:
         """The body as JSON; ValueError if it is not JSON (or nested absurdly deep)."""
-        return parse_json(self.content)
+        return parse_json(self.content, charset_of(self.headers))
+
+    def json_text(self) -> str:
+        """The body decoded as :meth:`json` decodes it (for a model to read)."""
+        return decode_json_text(self.content, charset_of(self.headers))
 
     @property
     def text(self) -> str:
-        return self.content.decode("utf-8", "replace")
+        return decode_text(self.content, charset_of(self.headers))
 
 
 class Multipart:

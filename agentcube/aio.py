@@ -33,7 +33,7 @@ from ._flows.agent_runtime import answer_of, invoke
 from ._flows.commands import BackgroundProcess
 from ._lifecycle import Phase, StopOutcome, add_note
 from ._protocol import Flow
-from .exceptions import SessionError
+from .exceptions import SessionError, SessionNotFoundError
 from .kinds import AGENT_RUNTIME, CODE_INTERPRETER
 
 __all__ = [
@@ -132,7 +132,11 @@ class AsyncManagedSessionClient(SessionArguments, abc.ABC):
         return self
 
     async def _run(self, flow: Flow[T]) -> T:
-        return await arun(flow, self._transport)
+        try:
+            return await arun(flow, self._transport)
+        except SessionNotFoundError as exc:
+            self._forget_if_lost(exc)
+            raise
 
     def _require_open(self) -> Any:
         if not self._started and self._phase is Phase.OPEN:

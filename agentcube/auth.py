@@ -266,7 +266,7 @@ class ServiceAccountAuth:
     def _parse(self, reply: Reply) -> tuple[str | None, float, str | None]:
         try:
             # Lenient on purpose: a NaN expires_in only means "no lifetime given".
-            body = json.loads(reply.content)
+            body = json.loads(reply.json_text())
         except (ValueError, RecursionError):
             body = None
         if not isinstance(body, dict):

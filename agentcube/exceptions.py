@@ -32,7 +32,7 @@ from typing import Any
 
 import requests
 
-from ._wire import SESSION_HEADER, parse_json
+from ._wire import SESSION_HEADER, SESSION_NOT_FOUND, charset_of, decode_text, parse_json
 
 __all__ = [
     "APIConnectionError",
@@ -191,13 +191,23 @@ def _scrub(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
-def _server_message(content: bytes, secrets: tuple[str, ...] = ()) -> str | None:
+_NOT_JSON = object()
+
+
+def _json_body(content: bytes, headers: Any) -> Any:
+    try:
+        return parse_json(content, charset_of(headers))
+    except ValueError:
+        return _NOT_JSON
+
+
+def _server_message(
+    body: Any, content: bytes, headers: Any, secrets: tuple[str, ...] = ()
+) -> str | None:
     """The server's own message: ``{"message"}`` or ``{"error"}`` of a JSON body, else the
     text; scrubbed of the secrets that were sent first, then cut to 500 characters."""
-    try:
-        body: Any = parse_json(content)
-    except ValueError:
-        text = _scrub(content.decode("utf-8", "replace").strip(), secrets)
+    if body is _NOT_JSON:
+        text = _scrub(decode_text(content, charset_of(headers)).strip(), secrets)
         return text[:_MESSAGE_LIMIT] or None
     if isinstance(body, dict):
         for key in ("message", "error"):
@@ -207,16 +217,16 @@ def _server_message(content: bytes, secrets: tuple[str, ...] = ()) -> str | None
     return None
 
 
-def _answered_by_service(headers: Any, content: bytes) -> bool:
-    """A WorkloadManager or Router error (a JSON message, no session header), not an answer a
-    sandbox gave and the Router forwarded (those always carry the session header)."""
-    if SESSION_HEADER in headers:
+def _answered_by_service(headers: Any, body: Any) -> bool:
+    """A WorkloadManager or Router error, not an answer a sandbox gave and the Router forwarded
+    (those always carry the session header): a body carrying the stable ``SESSION_NOT_FOUND``
+    code in a top-level field (upstream's Router after #460), whatever the headers, or a JSON
+    message without the session header (the Router at 939abb5)."""
+    if not isinstance(body, dict):
         return False
-    try:
-        body = parse_json(content)
-    except ValueError:
-        return False
-    return isinstance(body, dict) and ("message" in body or "error" in body)
+    if any(value == SESSION_NOT_FOUND for value in body.values()):
+        return True
+    return SESSION_HEADER not in headers and ("message" in body or "error" in body)
 
 
 def error_from_reply(
@@ -237,8 +247,9 @@ def error_from_reply(
     a sandbox answered (no such file) stays a :class:`NotFoundError`. ``secrets`` (what was
     sent as credentials) are scrubbed from the server's message.
     """
-    message = _server_message(content, secrets)
-    if status == 404 and session_scoped and _answered_by_service(headers, content):
+    body = _json_body(content, headers)
+    message = _server_message(body, content, headers, secrets)
+    if status == 404 and session_scoped and _answered_by_service(headers, body):
         cls: type[APIError] = SessionNotFoundError
     elif status >= 500:
         cls = ServerError

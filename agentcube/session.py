@@ -19,6 +19,7 @@ from ._flows._common import RouterTarget
 from ._lifecycle import StopOutcome, add_note
 from ._protocol import Flow
 from .clients.control_plane import ControlPlaneClient
+from .exceptions import SessionNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,12 @@ class ManagedSessionClient(SessionArguments, abc.ABC):
         """Build (no I/O) what this kind uses to talk to its sandbox; ``stop()`` closes it."""
 
     def _run(self, flow: Flow[T]) -> T:
-        return run(flow, self._transport)
+        try:
+            return run(flow, self._transport)
+        except SessionNotFoundError as exc:
+            with self._lock:
+                self._forget_if_lost(exc)
+            raise
 
     def _target(self) -> RouterTarget:
         """Where this session's data-plane requests go (SessionError once it is stopped)."""

@@ -122,9 +122,10 @@ class AsyncTransport:
     async def send(self, call: Call, flight: _Flight | None = None) -> Reply:
         """Send ``call`` (with its retries) and return the answer.
 
-        Each attempt of a call without a file to stream is bounded in all by its connect plus
-        read timeouts, however slowly the server drips its answer. ``flight``, when given, says
-        whether an attempt is on the wire, and once it is ``abandoned`` no new attempt starts.
+        Each attempt of a call without a file to stream is bounded in all by
+        :meth:`Call.timeouts`, however slowly the server drips its answer. ``flight``, when
+        given, says whether an attempt is on the wire, and once it is ``abandoned`` no new
+        attempt starts.
 
         Raises:
             APIError: an error status not in ``call.ok``.
@@ -135,7 +136,7 @@ class AsyncTransport:
         attempt = 0
         while True:
             attempt += 1
-            connect, read = call.timeouts()
+            connect, read, bound = call.timeouts()
             headers = call.request_headers()
             authorization = None
             if call.endpoint.auth is not None:
@@ -157,7 +158,7 @@ class AsyncTransport:
                     timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
                 )
                 if bounded:
-                    outcome = await _within(connect + read, self._attempt(client, request, call))
+                    outcome = await _within(bound, self._attempt(client, request, call))
                 else:
                     outcome = await self._attempt(client, request, call)
             except _AttemptTimedOut:
@@ -172,7 +173,7 @@ class AsyncTransport:
                 raise connection_error(
                     call,
                     timed_out=True,
-                    reason=f"no whole answer within {connect + read:g} s",
+                    reason=f"no whole answer within {bound:g} s",
                     reached_server=True,
                 )
             if failure is not None:

@@ -143,7 +143,7 @@ class SyncTransport:
         """Send ``call`` (with its retries) and return the answer.
 
         Each attempt of a call without a file to stream is bounded in all (connect, send, wait,
-        read) by its connect plus read timeouts, however slowly the server drips its answer.
+        read) by :meth:`Call.timeouts`, however slowly the server drips its answer.
 
         Raises:
             APIError: an error status not in ``call.ok``.
@@ -155,8 +155,8 @@ class SyncTransport:
         attempt = 0
         while True:
             attempt += 1
-            connect, read = call.timeouts()
-            watch = watchdog.arm(connect + read) if bounded else None
+            connect, read, bound = call.timeouts()
+            watch = watchdog.arm(bound) if bounded else None
             started = time.perf_counter()
             failure: BaseException | None = None
             try:
@@ -180,9 +180,7 @@ class SyncTransport:
                 # even take the cut for the end of a header block).
                 if failure is None:
                     response.close()
-                raise _connection_error(
-                    call, True, f"no whole answer within {connect + read:g} s", True
-                )
+                raise _connection_error(call, True, f"no whole answer within {bound:g} s", True)
             if failure is not None:
                 # Raised here, outside the handler: the library's exception is not chained
                 # (as __cause__ or __context__), since it holds the request, credential included.

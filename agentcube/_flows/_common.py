@@ -69,24 +69,24 @@ class RouterTarget(NamedTuple):
 class Executed:
     """An ``api/execute`` answer as the SDK reads it: the exit code and the output.
 
-    Built from the answer as checked (see :func:`read_answer`) and the answer's body, from
-    which the wire model is built only when the public API returns one (:meth:`response`).
+    Built from the answer as checked (see :func:`read_answer`) and the reply, from whose body
+    the wire model is built only when the public API returns one (:meth:`response`).
     """
 
-    __slots__ = ("content", "exit_code", "stderr", "stdout")
+    __slots__ = ("exit_code", "reply", "stderr", "stdout")
 
-    def __init__(self, answer: dict[str, Any], content: bytes) -> None:
+    def __init__(self, answer: dict[str, Any], reply: Reply) -> None:
         self.exit_code: int = answer["exit_code"]
         self.stdout: str = answer.get("stdout") or ""
         self.stderr: str = answer.get("stderr") or ""
-        self.content = content
+        self.reply = reply
 
     def response(self) -> ExecuteResponse:
         """The :class:`~agentcube.models.ExecuteResponse` of the answer (already checked: the
         model accepts it)."""
         from ..models import ExecuteResponse
 
-        return ExecuteResponse.model_validate_json(self.content)
+        return ExecuteResponse.model_validate_json(self.reply.json_text())
 
 
 def read_answer(
@@ -112,7 +112,7 @@ def read_answer(
 
     model = getattr(models, model_name)
     try:
-        checked = model.model_validate_json(reply.content)
+        checked = model.model_validate_json(reply.json_text())
     except ValueError as exc:
         raise DataPlaneError(
             f"{route} answered HTTP {reply.status} without a valid {model_name} "

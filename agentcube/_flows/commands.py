@@ -94,7 +94,7 @@ def parse_executed(reply: Reply, session_id: str | None) -> Executed:
     """An ``api/execute`` answer as :class:`~agentcube.models.ExecuteResponse` reads it
     (DataPlaneError when it is not one); the model is built only for an unusual shape."""
     answer = read_answer(reply, "ExecuteResponse", _usual_execute_answer, "api/execute", session_id)
-    return Executed(answer, reply.content)
+    return Executed(answer, reply)
 
 
 def execute_command(

@@ -63,6 +63,8 @@ def test_unknown_session_and_unknown_agent(urls: dict[str, str]) -> None:
     with pytest.raises(requests.HTTPError) as info:
         stale.invoke({})
     assert info.value.response.status_code == 404
-    assert stale.stop() is StopOutcome.KEPT
+    # Issue 17 (upstream #460): the Router's own 404 ends the session for the client.
+    assert stale.session_id is None
+    assert stale.stop() is StopOutcome.ALREADY_GONE
     with pytest.raises(NotFoundError):
         AgentRuntimeClient("no-such-agent", **urls)

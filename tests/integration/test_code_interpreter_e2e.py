@@ -13,6 +13,7 @@ from agentcube import (
     CodeInterpreterClient,
     CommandExecutionError,
     NotFoundError,
+    SessionError,
     SessionNotFoundError,
     StopOutcome,
 )
@@ -131,8 +132,11 @@ def test_unknown_session_is_a_requests_http_error(urls: dict[str, str]) -> None:
         client.execute_command("true")
     assert info.value.response.status_code == 404
     assert isinstance(info.value, SessionNotFoundError)
-    assert client.detach() == "no-such-session"
-    assert client.stop() is StopOutcome.KEPT
+    # Issue 17 (upstream #460): the client forgets the session; stop() sends no DELETE.
+    assert client.session_id is None
+    with pytest.raises(SessionError):
+        client.detach()
+    assert client.stop() is StopOutcome.ALREADY_GONE
 
 
 def test_unknown_template_is_404(urls: dict[str, str]) -> None:

@@ -109,6 +109,30 @@ def test_exit_cleanup_holds_its_bound_against_a_dripping_server_without_threads(
     assert "s-drip" in err, err  # named as left behind
 
 
+def test_exit_cleanup_without_threads_takes_no_longer_than_its_timeout(drip: DripServer) -> None:
+    # The cleanup's deadline bounds each attempt in all: not its connect and its read timeouts
+    # each shrunk to the time left (which let the watchdog wait for their sum: 2 x timeout).
+    child = _child(
+        """
+        import atexit, sys, threading, time, agentcube
+        from agentcube import CodeInterpreterClient, RetryPolicy
+        ci = CodeInterpreterClient(retry=RetryPolicy(max_attempts=1), timeout=60)
+        # Registered before the cleanup, so it runs after it (atexit runs the last one first).
+        atexit.register(lambda: print(f"took {time.monotonic() - ended}", file=sys.stderr))
+        agentcube.enable_exit_cleanup(timeout=2.0)
+        def refuse(self):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        threading.Thread.start = refuse
+        ended = time.monotonic()
+        """,
+        {"WORKLOAD_MANAGER_URL": drip.url, "ROUTER_URL": drip.url},
+    )
+    _, err = child.communicate(timeout=60)
+    took = float(err.rsplit("took ", 1)[1].split()[0])
+    assert took < 2.0 + 0.5, f"exit cleanup took {took:.2f} s with a 2 s timeout"
+    assert "s-drip" in err, err  # named as left behind
+
+
 def test_a_forked_child_can_fetch_a_token_while_a_parent_thread_was_fetching() -> None:
     slow = RecordingServer(
         lambda seen: json_answer({"access_token": "t-1", "expires_in": 3600}, delay=2.0)

@@ -424,16 +424,27 @@ def test_router_404_without_session_header_means_the_session_is_gone(ci, request
     requests_mock.get(PREFIX + "api/files", status_code=404, json={"error": "not found"})
     with pytest.raises(SessionNotFoundError) as info:
         ci.download_file("a.txt", tmp_path / "a.txt")
-    assert info.value.session_id == ci.session_id
-    with pytest.raises(SessionNotFoundError):
+    assert info.value.session_id == "ci-1"
+    # Issue 17 (upstream #460): the client forgets the session; a later call sends nothing.
+    assert ci.session_id is None
+    sent = len(requests_mock.request_history)
+    with pytest.raises(SessionError, match="session ci-1 was not found"):
         ci.list_files(".")
+    assert len(requests_mock.request_history) == sent
     assert os.listdir(tmp_path) == []
 
 
 def test_download_creates_missing_directories_only_once_the_file_exists(
     ci, requests_mock, tmp_path
 ):
-    requests_mock.get(PREFIX + "api/files/x", status_code=404, json={"error": "File not found"})
+    # The sandbox's own 404, forwarded with the session header (the Router's own would end
+    # the session).
+    requests_mock.get(
+        PREFIX + "api/files/x",
+        status_code=404,
+        json={"error": "File not found"},
+        headers={HEADER: "ci-1"},
+    )
     requests_mock.get(PREFIX + "api/files/y", content=b"why")
     with pytest.raises(NotFoundError):
         ci.download_file("x", tmp_path / "no-such-dir" / "x")
