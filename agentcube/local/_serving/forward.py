@@ -203,13 +203,19 @@ class HttpResponse:
         self._had_length = length is not None and not response.getheader("Transfer-Encoding")
         if length is not None and self._had_length:  # identical duplicates count once
             self.headers.set("Content-Length", length.strip(" \t"))
+        self._until_close = response.length is None and not response.chunked
         self._first = self._read()
 
     def _read(self) -> bytes:
         chunk = self._response.read1(_CHUNK)
-        if not chunk and (self._response.length or (self._sender and self._sender.failure)):
+        if not chunk and (self._response.length or self._cut()):
             raise http.client.IncompleteRead(b"", self._response.length)
         return chunk
+
+    def _cut(self) -> bool:
+        """An answer read until the connection closes is whole unless we cut the connection
+        (the client's body failed); a length or the last chunk tell for the others."""
+        return self._until_close and self._sender is not None and self._sender.failure is not None
 
     def _chunks(self) -> Iterator[bytes]:
         chunk = self._first
