@@ -102,21 +102,19 @@ class ForwardingAgent:
         return f"{self._host}:{self._port}"
 
     def handle(self, request: Request, session_id: str) -> Response:
-        headers = request.headers.copy()
         signer = self._signer()
-        if signer is not None:
-            headers.set("Authorization", "Bearer " + signer.token(session_id))
         base = self._base_path.rstrip("/")
         forwarded = Request(
             method=request.method,
             path=base + request.path if base else request.path,
             raw_query=request.raw_query,
-            headers=headers,
+            headers=request.headers,
             body=request.body,
             content_length=request.content_length,
             remote_addr=request.remote_addr,
         )
-        return forward(self._host, self._port, forwarded, headers)
+        authorization = None if signer is None else "Bearer " + signer.token(session_id)
+        return forward(self._host, self._port, forwarded, authorization=authorization)
 
     def close(self) -> None:
         pass

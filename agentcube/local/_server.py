@@ -348,12 +348,7 @@ class LocalAgentCube:
     def _picod_sandbox(self, workspace: str, session_id: str) -> Sandbox:
         if self._picod is not None:
             assert self._signer is not None
-            return PicodProcess(
-                self._picod,
-                workspace,
-                self._signer,
-                log_path=os.path.join(self._staging_dir(), f"picod-{session_id}.log"),
-            )
+            return PicodProcess(self._picod, workspace, self._signer)
         return BuiltinCodeInterpreter(
             workspace,
             self._router_endpoint,

@@ -1,8 +1,11 @@
-"""Shared fixtures: one LocalAgentCube for these tests."""
+"""Shared fixtures: one LocalAgentCube for these tests; one running the PicoD stand-in."""
 
 from __future__ import annotations
 
+import stat
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +40,31 @@ def session_id(api: Api) -> Iterator[str]:
     sid = api.create()
     yield sid
     api.delete(sid)
+
+
+STANDIN = Path(__file__).with_name("picod_standin.py")
+
+
+@pytest.fixture(scope="module")
+def picod_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An executable that runs the stand-in, as a PicoD binary would be run (saying a word
+    on its output first, as PicoD does)."""
+    path = tmp_path_factory.mktemp("bin") / "picod"
+    path.write_text(
+        f'#!/bin/sh\necho "picod starting on $2"\nexec "{sys.executable}" "{STANDIN}" "$@"\n'
+    )
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def picod_cube(picod_binary: str) -> Iterator[LocalAgentCube]:
+    with LocalAgentCube(quiet=True, picod=picod_binary) as cube:
+        yield cube
+
+
+@pytest.fixture
+def papi(picod_cube: LocalAgentCube) -> Iterator[Api]:
+    client = Api(picod_cube)
+    yield client
+    client.http.close()

@@ -12,6 +12,12 @@ real PicoD is. It checks the Router's JWT as PicoD's auth.go does (an RSA signin
 * ``POST /api/limited``: 413 when the declared Content-Length is above 1000, without reading;
 * ``GET /api/sleep?s=N``: answers after N seconds.
 
+Before any of that it refuses what Go's net/http server refuses, with Go's own answer
+(:func:`go_rejection`; ``test_local_forwarding.py`` holds the cases, measured against a real
+PicoD): a second ``Host``, differing or invalid ``Content-Length``s, a transfer coding other
+than one ``chunked``, no ``Host`` on HTTP/1.1, invalid header names and values. The echo
+answer carries the header lines as they came (``raw_headers``), so a test can count them.
+
 It listens on 127.0.0.1 only.
 """
 
@@ -23,6 +29,7 @@ import gzip
 import http.server
 import json
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -82,11 +89,115 @@ def verify(token: str, key: rsa.RSAPublicKey, now: float | None = None) -> dict[
     return dict(claims)
 
 
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_HOST = frozenset(
+    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!$%&'()*+,-.:;=[]_~"
+)
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_GO_ERROR_HEAD = b"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request" + _GO_ERROR_HEAD + b"400 Bad Request"
+NOT_IMPLEMENTED = (
+    b"HTTP/1.1 501 Not Implemented" + _GO_ERROR_HEAD + b"Unsupported transfer encoding"
+)
+
+
+def bad_request(reason: str) -> bytes:
+    """Go's answer for a ``badRequestError``: the reason in the status line and the body."""
+    text = f"400 Bad Request: {reason}".encode()
+    return b"HTTP/1.1 " + text + _GO_ERROR_HEAD + text
+
+
+def header_fields(lines: list[bytes]) -> list[tuple[bytes, bytes]] | None:
+    """The header block as Go's textproto reads it (folded lines joined), or None if refused."""
+    fields: list[tuple[bytes, bytes]] = []
+    for raw in lines:
+        line = raw[:-2] if raw.endswith(b"\r\n") else raw.removesuffix(b"\n")
+        if not line:
+            break
+        if line[:1] in (b" ", b"\t"):
+            if not fields:
+                return None  # "malformed MIME header initial line"
+            name, value = fields[-1]
+            fields[-1] = (name, value + b" " + line.strip(b" \t"))
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or not name or any(c not in _TOKEN and c != 0x20 for c in name):
+            return None  # "malformed MIME header line" (a space is left to the server)
+        fields.append((name, value.strip(b" \t")))
+    if any(_CONTROL.search(value) for _, value in fields):
+        return None
+    return fields
+
+
+def go_rejection(version: str, method: str, lines: list[bytes]) -> bytes | None:
+    """What Go's net/http server answers instead of calling its handler, or None.
+
+    ``lines``: the header lines as received. The order of the checks is Go's: reading the
+    header block, then the body's framing, then the server's own checks.
+    """
+    fields = header_fields(lines)
+    if fields is None:
+        return BAD_REQUEST
+    values: dict[bytes, list[bytes]] = {}
+    for name, value in fields:
+        values.setdefault(name.lower(), []).append(value)
+    hosts = values.get(b"host", [])
+    if len(hosts) > 1:
+        return BAD_REQUEST  # "too many Host headers", a plain error in Go
+    http11 = version != "HTTP/1.0"
+    codings = values.get(b"transfer-encoding", [])
+    if http11 and codings and (len(codings) != 1 or codings[0].lower() != b"chunked"):
+        return NOT_IMPLEMENTED
+    lengths = values.get(b"content-length", [])
+    if len(set(lengths)) > 1:
+        return BAD_REQUEST
+    if lengths and not (re.fullmatch(rb"[0-9]+", lengths[0]) and int(lengths[0]) < 2**63):
+        return BAD_REQUEST
+    if http11 and not hosts and method != "CONNECT":
+        return bad_request("missing required Host header")
+    if hosts and any(c not in _HOST for c in hosts[0]):
+        return bad_request("malformed Host header")
+    if any(c not in _TOKEN for name, _ in fields for c in name):
+        return bad_request("invalid header name")
+    return None
+
+
+class _LineRecorder:
+    """The request's reader, keeping each line read through it (the header block)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.lines: list[bytes] = []
+
+    def readline(self, size: int = -1) -> bytes:
+        line: bytes = self.raw.readline(size)
+        self.lines.append(line)
+        return line
+
+
 def make_handler(workspace: str, key: rsa.RSAPublicKey) -> type[http.server.BaseHTTPRequestHandler]:
     started = time.monotonic()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        raw_headers: list[list[str]]
+
+        def parse_request(self) -> bool:
+            recorder = _LineRecorder(self.rfile)
+            self.rfile = recorder  # type: ignore[assignment]
+            try:
+                if not super().parse_request():
+                    return False
+            finally:
+                self.rfile = recorder.raw
+            answer = go_rejection(self.request_version, self.command, recorder.lines)
+            if answer is not None:
+                self.close_connection = True
+                self.wfile.write(answer)
+                return False
+            fields = header_fields(recorder.lines) or []
+            self.raw_headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in fields]
+            return True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -172,6 +283,7 @@ def make_handler(workspace: str, key: rsa.RSAPublicKey) -> type[http.server.Base
                     "path": url.path,
                     "query": url.query,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "raw_headers": self.raw_headers,
                     "body_len": size,
                     "claims": claims,
                     "workspace": workspace,

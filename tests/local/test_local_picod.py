@@ -9,10 +9,7 @@ import gzip
 import json
 import os
 import socket
-import stat
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -26,30 +23,6 @@ from agentcube.local._serving.jwt import Signer
 
 from .helpers import SESSION_HEADER, Api
 from .picod_standin import TokenError, verify
-
-STANDIN = Path(__file__).with_name("picod_standin.py")
-
-
-@pytest.fixture(scope="module")
-def picod_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An executable that runs the stand-in, as a PicoD binary would be run."""
-    path = tmp_path_factory.mktemp("bin") / "picod"
-    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN}" "$@"\n')
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def picod_cube(picod_binary: str) -> Iterator[LocalAgentCube]:
-    with LocalAgentCube(quiet=True, picod=picod_binary) as cube:
-        yield cube
-
-
-@pytest.fixture
-def papi(picod_cube: LocalAgentCube) -> Iterator[Api]:
-    client = Api(picod_cube)
-    yield client
-    client.http.close()
 
 
 def _process_of(cube: LocalAgentCube, session_id: str) -> psutil.Process:

@@ -1,4 +1,9 @@
-"""A code-interpreter session served by a real PicoD binary, one process per session."""
+"""A code-interpreter session served by a real PicoD binary, one process per session.
+
+PicoD's own output (its request log) goes to an anonymous temporary file outside the
+AgentCube root: nothing a session can see, nothing left behind (it goes with the
+descriptor); its tail is told when PicoD exits before listening.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import logging
 import os
 import socket
 import subprocess
+import tempfile
 import time
 
 from .._go.gin import Request, Response
@@ -18,6 +24,7 @@ from .procs import ProcessSupervisor
 logger = logging.getLogger(__name__)
 
 PICOD_READY_TIMEOUT = 15.0
+_LOG_TAIL = 2048
 
 
 def _free_port() -> int:
@@ -39,7 +46,6 @@ class PicodProcess:
         workspace: str,
         signer: Signer,
         *,
-        log_path: str | None = None,
         ready_timeout: float = PICOD_READY_TIMEOUT,
     ) -> None:
         self._workspace = Workspace(workspace)
@@ -48,15 +54,12 @@ class PicodProcess:
         self._port = _free_port()
         self._processes = ProcessSupervisor()
         self._closed = False
-        self._log_path = log_path
+        self._log = tempfile.TemporaryFile(prefix="agentcube-picod-")
         env = {
             key.encode("utf-8", "surrogateescape"): value.encode("utf-8", "surrogateescape")
             for key, value in os.environ.items()
         }
         env[b"PICOD_AUTH_PUBLIC_KEY"] = signer.public_pem.encode("ascii")
-        log = None
-        if log_path:
-            log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             argv = [binary, "-port", str(self._port), "-workspace", self._workspace.root]
             self._proc = self._processes.spawn(
@@ -64,8 +67,8 @@ class PicodProcess:
                 executable=binary.encode("utf-8", "surrogateescape"),
                 cwd=self._workspace.root.encode("utf-8", "surrogateescape"),
                 env=env,
-                stdout=log,
-                stderr=log,
+                stdout=self._log.fileno(),
+                stderr=self._log.fileno(),
             )
             error = self._proc.start_error()
             if error is not None:
@@ -73,10 +76,8 @@ class PicodProcess:
         except OSError as exc:
             self._processes.close()
             self._workspace.close()
+            self._log.close()
             raise SandboxStartError(f"cannot start PicoD {binary!r}: {exc}") from None
-        finally:
-            if log is not None:
-                os.close(log)
         try:
             self._wait_listening(ready_timeout)
         except BaseException:
@@ -88,7 +89,9 @@ class PicodProcess:
         while True:
             status = self._proc.poll()
             if status is not None:
-                raise SandboxStartError(f"PicoD exited with status {status} before listening")
+                raise SandboxStartError(
+                    f"PicoD exited with status {status} before listening: {self._log_tail()!r}"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", self._port), timeout=0.5):
                     return
@@ -97,6 +100,11 @@ class PicodProcess:
             if time.monotonic() >= deadline:
                 raise SandboxStartError(f"PicoD did not listen on port {self._port} in time")
             time.sleep(0.02)
+
+    def _log_tail(self) -> str:
+        size = os.fstat(self._log.fileno()).st_size
+        tail = os.pread(self._log.fileno(), _LOG_TAIL, max(0, size - _LOG_TAIL))
+        return tail.decode("utf-8", "replace").strip()
 
     @property
     def workspace(self) -> str:
@@ -116,9 +124,8 @@ class PicodProcess:
     def handle(self, request: Request, session_id: str) -> Response:
         if self._closed:
             raise Unreachable(502, "sandbox unreachable")
-        headers = request.headers.copy()
-        headers.set("Authorization", "Bearer " + self._signer.token(session_id))
-        return forward("127.0.0.1", self._port, request, headers)
+        token = self._signer.token(session_id)
+        return forward("127.0.0.1", self._port, request, authorization="Bearer " + token)
 
     def close(self) -> None:
         """Stop PicoD (and whatever it started: SIGTERM, 2 s, SIGKILL); remove the workspace."""
@@ -130,8 +137,4 @@ class PicodProcess:
             logger.warning("PicoD (pid %s) did not exit", self._proc.pid)
         self._processes.finished(self._proc)
         self._workspace.close()
-        if self._log_path:
-            try:
-                os.unlink(self._log_path)
-            except OSError:
-                pass
+        self._log.close()

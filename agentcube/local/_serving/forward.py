@@ -1,16 +1,35 @@
 """Forwarding a request to a sandbox over HTTP, as the Router's Go transport does.
 
-The request body streams to the sandbox on a second thread while the answer is awaited, so
-a sandbox that answers before reading the whole body (a 413) is heard. Connection refused
-is 502 ``sandbox unreachable``, a timeout 504 ``sandbox timeout``, anything else 503.
+The one place for what crosses the wire between the Router and a sandbox. The request goes out
+as Go's ``Request.write`` frames it: one ``Host`` (the sandbox's address), at most one
+``User-Agent``, exactly one framing header (``Content-Length``, or ``Transfer-Encoding:
+chunked`` for a body of unknown length; none for a bodiless GET), never a copy of the client's.
+The body streams on a second thread while the answer is awaited, so a sandbox that answers
+before reading the whole body (a 413) is heard. The answer is taken only if Go's transport
+would take it, and it is not passed on before its first body bytes have arrived.
+
+What an upstream failure becomes (the contract's forwarding failures):
+
+* connection refused: 502 ``sandbox unreachable``; connect timeout: 504 ``sandbox timeout``;
+  any other connect or send failure: 503 ``sandbox unreachable``;
+* the client's body not received within the Router's read limit: 504 ``sandbox timeout``;
+* the sandbox closes before its answer's head, or before the first byte of a non-empty body;
+  a malformed head (status line, header line, conflicting or invalid ``Content-Length``, a
+  ``Transfer-Encoding`` other than one ``chunked``): 503 ``sandbox unreachable``;
+* the answer breaks off after its head went on to the client (short of its length, a broken
+  chunk): :class:`AnswerBroken` is raised from the body, so the server closes the connection
+  without ending the body; the client sees a short body or a missing last chunk, never a
+  complete-looking one.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
+import re
 import socket
 import threading
+import zlib
 from collections.abc import Iterable, Iterator
 
 from .._go.gin import Headers, Request, gunzip_stream
@@ -31,6 +50,13 @@ HOP_BY_HOP = (
     "Transfer-Encoding",
     "Upgrade",
 )
+# Headers ``Request.write`` writes itself, from the request rather than its header map.
+_WRITTEN_BY_TRANSPORT = frozenset(
+    {"host", "user-agent", "content-length", "transfer-encoding", "trailer"}
+)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 class Unreachable(Exception):
@@ -46,6 +72,10 @@ class ReadDeadline(Exception):
     """The client did not send its whole request within the Router's read limit."""
 
 
+class AnswerBroken(ConnectionAbortedError):
+    """The sandbox's answer broke off after its head was passed on: close, do not end it."""
+
+
 def remove_hop_by_hop(headers: Headers) -> None:
     """``removeHopByHopHeaders``: the listed ones and those ``Connection`` names."""
     for value in headers.get_all("Connection"):
@@ -57,28 +87,144 @@ def remove_hop_by_hop(headers: Headers) -> None:
         headers.delete(name)
 
 
+def request_head(
+    request: Request, host_header: str, authorization: str | None = None
+) -> list[tuple[str, str]]:
+    """The header lines Go's transport writes for ``request``, in order.
+
+    ``authorization`` replaces any ``Authorization`` the request carries.
+    """
+    lines = [("Host", host_header)]
+    user_agent = request.headers.get("User-Agent")
+    if user_agent:
+        lines.append(("User-Agent", user_agent))  # Go writes the first value only
+    for name, value in request.headers.items():
+        lower = name.lower()
+        if lower in _WRITTEN_BY_TRANSPORT or (authorization and lower == "authorization"):
+            continue
+        lines.append((name, value))
+    if authorization:
+        lines.append(("Authorization", authorization))
+    if request.content_length < 0:
+        lines.append(("Transfer-Encoding", "chunked"))
+    elif request.content_length > 0 or request.method not in ("GET", "HEAD"):
+        lines.append(("Content-Length", str(request.content_length)))
+    return lines
+
+
+def _sendable(lines: list[tuple[str, str]]) -> bool:
+    """What Go's transport checks before sending: token names, no control bytes in values."""
+    return all(_TOKEN.fullmatch(name) and not _CONTROL.search(value) for name, value in lines)
+
+
+def _malformed(response: http.client.HTTPResponse) -> str | None:
+    """Why Go's transport would refuse this answer's head, or None."""
+    message = response.msg
+    if message.defects or message.get_payload():
+        return "malformed header line"
+    for value in message.values():
+        if _CONTROL.search(value.replace("\r\n", "")):
+            return "control character in a header value"
+    lengths = {value.strip(" \t") for value in message.get_all("Content-Length") or ()}
+    if len(lengths) > 1:
+        return f"conflicting Content-Length headers {sorted(lengths)}"
+    if lengths and not _DIGITS.fullmatch(next(iter(lengths))):
+        return "invalid Content-Length"
+    codings = message.get_all("Transfer-Encoding") or []
+    if response.version >= 11 and codings:
+        if len(codings) != 1 or codings[0].strip(" \t").lower() != "chunked":
+            return f"unsupported transfer encoding {codings}"
+    return None
+
+
+class _BodySender:
+    """Streams the client's body to the sandbox on its own thread.
+
+    A failure on the client's side (its body broken, or late) is kept and aborts the
+    connection; the sandbox no longer reading just ends the sending (its answer is read).
+    """
+
+    def __init__(self, request: Request, sock: socket.socket, chunked: bool) -> None:
+        self._request = request
+        self._sock = sock
+        self._chunked = chunked
+        self.failure: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name="agentcube-local-forward", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while chunk := self._request.body.read(_CHUNK):
+                if not self._send(
+                    b"%x\r\n%s\r\n" % (len(chunk), chunk) if self._chunked else chunk
+                ):
+                    return
+            if self._chunked:
+                self._send(b"0\r\n\r\n")
+        except BaseException as exc:
+            self.failure = exc
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _send(self, data: bytes) -> bool:
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            logger.debug("the sandbox stopped reading the body: %s", exc)
+            return False
+        return True
+
+    def raise_failure(self) -> None:
+        """Raise what the Router answers once the exchange failed: a late body is 504."""
+        self._thread.join(5)
+        if isinstance(self.failure, ReadDeadline):
+            raise ReadDeadline() from None
+
+
 class HttpResponse:
     """A sandbox's answer read from its connection, streamed on."""
 
-    def __init__(self, response: http.client.HTTPResponse, connection: http.client.HTTPConnection):
+    def __init__(
+        self,
+        response: http.client.HTTPResponse,
+        connection: http.client.HTTPConnection,
+        sender: _BodySender | None,
+    ) -> None:
         self.status = response.status
         self.headers = Headers(response.getheaders())
         self._response = response
         self._connection = connection
-        self._had_length = response.getheader("Content-Length") is not None and not (
-            response.getheader("Transfer-Encoding")
-        )
+        self._sender = sender
+        length = response.msg.get("Content-Length")
+        self._had_length = length is not None and not response.getheader("Transfer-Encoding")
+        if length is not None and self._had_length:  # identical duplicates count once
+            self.headers.set("Content-Length", length.strip(" \t"))
+        self._until_close = response.length is None and not response.chunked
+        self._first = self._read()
+
+    def _read(self) -> bytes:
+        chunk = self._response.read1(_CHUNK)
+        if not chunk and (self._response.length or self._cut()):
+            raise http.client.IncompleteRead(b"", self._response.length)
+        return chunk
+
+    def _cut(self) -> bool:
+        """An answer read until the connection closes is whole unless we cut the connection
+        (the client's body failed); a length or the last chunk tell for the others."""
+        return self._until_close and self._sender is not None and self._sender.failure is not None
 
     def _chunks(self) -> Iterator[bytes]:
-        try:
-            while True:
-                chunk = self._response.read1(_CHUNK)
-                if not chunk:
-                    return
-                yield chunk
-        except (OSError, http.client.HTTPException) as exc:
-            logger.debug("sandbox answer broke off: %s", exc)
-            raise
+        chunk = self._first
+        while chunk:
+            yield chunk
+            try:
+                chunk = self._read()
+            except (OSError, http.client.HTTPException) as exc:
+                raise AnswerBroken(f"the sandbox's answer broke off: {exc!r}") from None
 
     def wire(self, decompress: bool = False) -> Iterable[bytes]:
         headers = self.headers
@@ -88,7 +234,7 @@ class HttpResponse:
         if decompress and (headers.get("Content-Encoding") or "").lower() == "gzip":
             headers.delete("Content-Encoding")
             length_ok = False
-            body = gunzip_stream(body)
+            body = _gunzip(body)
         if not length_ok:
             headers.delete("Content-Length")
         return body
@@ -98,13 +244,24 @@ class HttpResponse:
         self._connection.close()
 
 
+def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    try:
+        yield from gunzip_stream(chunks)
+    except zlib.error as exc:
+        raise AnswerBroken(f"the sandbox's gzip answer is corrupt: {exc}") from None
+
+
 def forward(
     host: str,
     port: int,
     request: Request,
-    headers: Headers,
+    *,
+    authorization: str | None = None,
 ) -> HttpResponse:
-    """Send ``request`` (with the already-prepared ``headers``) to ``host:port``."""
+    """Send ``request`` to ``host:port`` (with ``authorization``, if given) and read the answer.
+
+    Raises :class:`Unreachable` or :class:`ReadDeadline` as the module docstring lists.
+    """
     connection = http.client.HTTPConnection(host, port, timeout=CONNECT_TIMEOUT)
     try:
         connection.connect()
@@ -122,56 +279,32 @@ def forward(
     target = escape_path(request.path or "/")
     if request.raw_query:
         target += "?" + request.raw_query
-    has_body = request.content_length != 0
-    chunked = has_body and request.content_length < 0
-    failure: list[BaseException] = []
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    lines = request_head(request, authority, authorization)
+    if not _sendable(lines):
+        connection.close()
+        raise Unreachable(503, "sandbox unreachable")
     try:
         connection.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
-        connection.putheader("Host", f"{host}:{port}")
-        for name, value in headers.items():
+        for name, value in lines:
             connection.putheader(name, value.encode("utf-8", "surrogateescape"))
-        if chunked:
-            connection.putheader("Transfer-Encoding", "chunked")
-        elif has_body:
-            connection.putheader("Content-Length", str(request.content_length))
         connection.endheaders()
-    except OSError:
+    except (OSError, ValueError):
         connection.close()
         raise Unreachable(503, "sandbox unreachable") from None
 
-    sender: threading.Thread | None = None
-    if has_body:
-        sock = connection.sock
-
-        def send_body() -> None:
-            try:
-                while True:
-                    chunk = request.body.read(_CHUNK)
-                    if not chunk:
-                        break
-                    if chunked:
-                        sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                    else:
-                        sock.sendall(chunk)
-                if chunked:
-                    sock.sendall(b"0\r\n\r\n")
-            except BaseException as exc:
-                failure.append(exc)
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-        sender = threading.Thread(target=send_body, name="agentcube-local-forward", daemon=True)
-        sender.start()
+    sender = None
+    if request.content_length != 0:
+        sender = _BodySender(request, connection.sock, chunked=request.content_length < 0)
     try:
         response = connection.getresponse()
-    except (OSError, http.client.HTTPException):
+        problem = _malformed(response)
+        if problem is not None:
+            raise http.client.HTTPException(problem)
+        return HttpResponse(response, connection, sender)
+    except (OSError, http.client.HTTPException) as exc:
+        logger.debug("no answer from the sandbox at %s: %r", authority, exc)
         connection.close()
         if sender is not None:
-            sender.join(5)
-        for exc in failure:
-            if isinstance(exc, ReadDeadline):
-                raise exc from None
+            sender.raise_failure()
         raise Unreachable(503, "sandbox unreachable") from None
-    return HttpResponse(response, connection)
