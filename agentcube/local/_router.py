@@ -26,7 +26,7 @@ from ._go.gin import (
 from ._go.stdlib import gin_h, go_quote
 from ._kinds import LocalKind
 from ._sandbox import SandboxGone, SandboxStartError
-from ._serving.forward import ReadDeadline, Unreachable, remove_hop_by_hop
+from ._serving.forward import ReadDeadline, Unreachable, refused_by_transport, remove_hop_by_hop
 from ._serving.wsgi import (
     CLOSE_CONNECTION,
     REQUEST_START,
@@ -197,6 +197,11 @@ class RouterApp:
             )
         except Exception:
             logger.exception("sandbox of session %s failed", session.session_id)
+            return respond(
+                _router_error(503, "sandbox unreachable"), start_response, on_close=finished
+            )
+        if refused_by_transport(response.headers):
+            response.close()
             return respond(
                 _router_error(503, "sandbox unreachable"), start_response, on_close=finished
             )

@@ -14,7 +14,7 @@ import requests
 
 from agentcube.local import LocalAgentCube
 
-from .helpers import MAX_UPLOAD, Api
+from .helpers import MAX_UPLOAD, SESSION_HEADER, Api
 
 
 def _workspace(cube: LocalAgentCube, session_id: str) -> str:
@@ -565,3 +565,24 @@ def test_a_line_break_in_a_file_name_never_breaks_the_answer(api: Api, session_i
     assert response.content == b"payload"
     assert response.headers["Content-Disposition"] == 'attachment; filename="a b c.txt"'
     assert api.execute(session_id, ["echo", "the connection still serves"])["exit_code"] == 0
+
+
+def test_a_file_name_with_a_control_byte_is_downloaded_as_the_real_router_answers_it(
+    api: Api, session_id: str
+) -> None:
+    # PicoD puts the name raw in Content-Disposition; the Router's Go transport refuses such an
+    # answer, so the client gets the Router's 503 (measured with the real PicoD behind --picod).
+    assert (
+        api.execute(session_id, ["sh", "-c", "printf x > \"$(printf 'a\\bb')\""])["exit_code"] == 0
+    )
+    response = api.call(session_id, "GET", "api/files/a%08b")
+    assert response.status_code == 503
+    assert response.json() == {"error": "sandbox unreachable"}
+    assert SESSION_HEADER not in response.headers
+    # A line break is written as a space by the sandbox's net/http: that answer goes through.
+    assert (
+        api.execute(session_id, ["sh", "-c", "printf y > \"$(printf 'c\\nd')\""])["exit_code"] == 0
+    )
+    response = api.call(session_id, "GET", "api/files/c%0Ad")
+    assert response.status_code == 200
+    assert response.content == b"y"

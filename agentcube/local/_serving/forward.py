@@ -117,6 +117,15 @@ def _sendable(lines: list[tuple[str, str]]) -> bool:
     return all(_TOKEN.fullmatch(name) and not _CONTROL.search(value) for name, value in lines)
 
 
+def refused_by_transport(headers: Headers) -> bool:
+    """Whether the Router's Go transport would refuse an answer with these headers: a control
+    byte in a value once the sandbox's net/http has written line breaks as spaces (a file name
+    in ``Content-Disposition`` is the way one gets there). The real Router then answers 503."""
+    return any(
+        _CONTROL.search(value.replace("\r", " ").replace("\n", " ")) for _, value in headers.items()
+    )
+
+
 def _malformed(response: http.client.HTTPResponse) -> str | None:
     """Why Go's transport would refuse this answer's head, or None."""
     message = response.msg
