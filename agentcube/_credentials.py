@@ -1,24 +1,16 @@
 """Credentials as the drivers see them: the one place a provider's token becomes an
-``Authorization`` header, and the shape of a provider whose token fetch is a flow.
+``Authorization`` header.
 
 The drivers import this module, never :mod:`agentcube.auth` (which defines the providers and
-runs a :class:`TokenFlowProvider`'s fetch on a driver): the import arrows all point one way.
+runs their token fetches on a driver): the import arrows all point one way.
 """
 
 from __future__ import annotations
 
 import re
-import threading
-import weakref
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from .exceptions import InvalidArgumentError
-
-if TYPE_CHECKING:
-    import requests
-
-    from ._drivers._sync import SyncTransport
-    from ._protocol import Flow
 
 _T = TypeVar("_T", bound=type)
 
@@ -80,25 +72,3 @@ def answers_at_once(cls: _T) -> _T:
     (a subclass is not included: it may override ``get_token()``)."""
     _ANSWERS_AT_ONCE.add(cls)
     return cls
-
-
-class TokenFlowProvider(Protocol):
-    """A provider whose token fetch is a flow (``ServiceAccountAuth``): the drivers run it.
-
-    The sync driver does so under ``_lock`` on ``_transport`` (made on first fetch from
-    ``_session``); the async driver under the running loop's lock in ``_async_locks``, so
-    concurrent callers wait for one fetch. Both ask :meth:`cached_token` first.
-    """
-
-    _lock: threading.Lock
-    _async_locks: weakref.WeakKeyDictionary[Any, Any]
-    _session: requests.Session | None
-    _transport: SyncTransport | None
-
-    def cached_token(self) -> str | None:
-        """The token kept from the last fetch while it is fresh, else None (no I/O)."""
-        ...
-
-    def token_flow(self) -> Flow[str]:
-        """Fetch a new token and keep it: a flow that yields the token request's ``Call``."""
-        ...

@@ -4,10 +4,10 @@ An :class:`AuthProvider` is anything with ``get_token() -> str | None``. The SDK
 every request and sends ``Authorization: Bearer <token>`` when it returns a token.
 Tokens never appear in ``repr()``, ``str()``, logs or error messages.
 
-:class:`ServiceAccountAuth` sends nothing itself: its token fetch is a flow
-(:meth:`ServiceAccountAuth.token_flow`) that a driver runs under the provider's lock (the sync
-one for :meth:`~ServiceAccountAuth.get_token`, the async one for ``aget_token``). How a token
-becomes a header is :mod:`agentcube._credentials`, which the drivers use without this module.
+:class:`ServiceAccountAuth`'s token fetch is a flow (:meth:`ServiceAccountAuth.token_flow`)
+that it runs under its own lock on a driver (the sync one for
+:meth:`~ServiceAccountAuth.get_token`, the async one for ``aget_token``). How a token becomes a
+header is :mod:`agentcube._credentials`, which the drivers use without this module.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import requests
 
 from ._config import SERVICE_ACCOUNT_TOKEN_PATH, check_seconds, validate_url
 from ._credentials import SENDABLE_TOKEN, answers_at_once, check_bearer_token
-from ._drivers._sync import SyncTransport, run_token_flow
+from ._drivers._sync import SyncTransport, run
 from ._protocol import ONCE, Call, Endpoint, Flow, Reply, RetryPolicy
 from .exceptions import (
     APIConnectionError,
@@ -177,7 +177,13 @@ class ServiceAccountAuth:
 
     def get_token(self) -> str:
         """The cached token, or a new one when it is about to expire."""
-        return run_token_flow(self)
+        with self._lock:  # concurrent callers wait for one fetch
+            token = self.cached_token()
+            if token is not None:
+                return token
+            if self._transport is None:
+                self._transport = SyncTransport(self._session)
+            return run(self.token_flow(), self._transport)
 
     async def aget_token(self) -> str:
         """:meth:`get_token` for asyncio: the fetch goes through httpx (the ``async`` extra) and
@@ -186,9 +192,13 @@ class ServiceAccountAuth:
         token = self.cached_token()
         if token is not None:
             return token  # without importing httpx
-        from ._drivers._async import run_token_flow as arun_token_flow  # httpx: an optional extra
+        from ._drivers._async import arun, loop_lock, shared_transport  # httpx: optional
 
-        return await arun_token_flow(self)
+        async with loop_lock(self._async_locks):  # the loop's tasks wait for one fetch
+            token = self.cached_token()
+            if token is not None:
+                return token
+            return await arun(self.token_flow(), shared_transport())
 
     def cached_token(self) -> str | None:
         """The token kept from the last fetch while it is fresh, else None (no I/O)."""

@@ -31,7 +31,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("the async clients need httpx: pip install 'agentcube-sdk[async]'") from exc
 
-from .._credentials import TokenFlowProvider, abearer_header_value
+from .._credentials import abearer_header_value
 from .._protocol import Call, FileRange, Flow, Local, Multipart, Reply, connection_error
 from ..exceptions import InvalidArgumentError, error_from_reply
 from ._responses import detached_response, forget_library_locals, library_prefixes, sent_secrets
@@ -462,20 +462,6 @@ async def _finish_on_cancel(
         except BaseException:
             raise cancelled from None
         return result, cancelled
-
-
-async def run_token_flow(provider: TokenFlowProvider) -> str:
-    """The provider's token (``ServiceAccountAuth.aget_token()``): the cached one, or a new one
-    from its token flow, run on the loop's shared transport under the provider's lock for this
-    loop (concurrent tasks wait for one fetch; the provider's ``session`` is not used)."""
-    token = provider.cached_token()
-    if token is not None:
-        return token
-    async with loop_lock(provider._async_locks):
-        token = provider.cached_token()
-        if token is not None:
-            return token
-        return await arun(provider.token_flow(), shared_transport())
 
 
 def run_now(flow: Flow[T]) -> T:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import requests
 
-from .._credentials import TokenFlowProvider, bearer_header_value
+from .._credentials import bearer_header_value
 from .._protocol import Call, FileRange, Flow, Local, Multipart, Reply
 from ..exceptions import APIConnectionError, InvalidArgumentError, error_from_reply
 from ._pool import pooled_session, session_with_own_pool
@@ -31,7 +31,6 @@ __all__ = [
     "keep_signals_for_the_main_thread",
     "pooled_session",
     "run",
-    "run_token_flow",
     "session_with_own_pool",
     "start_watchdog",
 ]
@@ -271,19 +270,6 @@ def run(flow: Flow[T], transport: SyncTransport) -> T:
     except StopIteration as stop:
         value: T = stop.value
         return value
-
-
-def run_token_flow(provider: TokenFlowProvider) -> str:
-    """The provider's token (``ServiceAccountAuth.get_token()``): the cached one, or a new one
-    from its token flow, run on the provider's own transport under its lock (concurrent callers
-    wait for one fetch)."""
-    with provider._lock:
-        token = provider.cached_token()
-        if token is not None:
-            return token
-        if provider._transport is None:
-            provider._transport = SyncTransport(provider._session)
-        return run(provider.token_flow(), provider._transport)
 
 
 # Errors requests raises for what it was given, before any byte is sent: not transport errors.
