@@ -10,6 +10,9 @@ from agentcube.local import LocalAgentCube
 
 _PROGRAM = """
 import sys
+import requests  # the HTTP stack's own imports (from 3.12, importlib.metadata: inspect) are not ours
+
+before = set(sys.modules)
 from agentcube import CodeInterpreterClient
 
 with CodeInterpreterClient(workload_manager_url={wm!r}, router_url={router!r}) as client:
@@ -18,7 +21,7 @@ with CodeInterpreterClient(workload_manager_url={wm!r}, router_url={router!r}) a
     assert [f["name"] for f in client.list_files(".")] == ["a.txt"]
     assert client.execute_command_result(["false"])["exit_code"] == 1
     loaded = sorted(m for m in ("pydantic", "agentcube.models", "inspect", "dataclasses")
-                    if m in sys.modules)
+                    if m in sys.modules and m not in before)
     assert loaded == [], loaded
     # The models are still there for whoever asks for them.
     info = client.data_plane.write_file("data", "b.txt")
