@@ -10,7 +10,7 @@ from agentcube.local import LocalAgentCube
 
 _PROGRAM = """
 import sys
-import requests  # the HTTP stack's own imports (from 3.12, importlib.metadata: inspect) are not ours
+import requests  # its own imports are not ours (from 3.12: importlib.metadata, hence inspect)
 
 before = set(sys.modules)
 from agentcube import CodeInterpreterClient
