@@ -49,12 +49,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._faults import Fault, RequestRecord
+    from ._sandbox.isolation import Limits
     from ._server import LocalAgentCube, configured_or_local
     from ._store import Lifetime, SessionInfo
 
 __all__ = [
     "Fault",
     "Lifetime",
+    "Limits",
     "LocalAgentCube",
     "RequestRecord",
     "SessionInfo",
@@ -64,6 +66,7 @@ __all__ = [
 _EXPORTS = {
     "Fault": "._faults",
     "RequestRecord": "._faults",
+    "Limits": "._sandbox.isolation",
     "LocalAgentCube": "._server",
     "configured_or_local": "._server",
     "SessionInfo": "._store",

@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from ._kinds import AGENT_RUNTIME, CODE_INTERPRETER, KINDS, Backend, LocalKind
 from ._picod import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_OUTPUT_BYTES, BuiltinCodeInterpreter
 from ._router import DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_TIMEOUT, RouterApp
 from ._sandbox import Sandbox
+from ._sandbox.isolation import MODES, IsolatedCodeInterpreter, Limits, Sandboxing, resolve_mode
 from ._sandbox.picod_process import PicodProcess
 from ._serving.keepalive import ConnectionTracker, serve
 from ._store import (
@@ -45,9 +46,39 @@ WORKLOAD_MANAGER = "workload_manager"
 ROUTER = "router"
 
 _WARNING = (
-    "agentcube.local: WARNING: sandboxes run code directly on this machine, as this user, "
-    "without isolation; this is not a security boundary."
+    "agentcube.local: WARNING: sessions are NOT isolated: their commands run directly on this "
+    "machine, as this user, and see its files, processes and network"
 )
+
+
+def _sandboxing_table(
+    workspaces: Mapping[str, str] | None,
+    networks: Mapping[str, str] | None,
+    limits: Mapping[str, Limits] | None,
+) -> Callable[[str], Sandboxing]:
+    """How each template's sessions are built: per-name settings over the ``"*"`` ones."""
+    for name, directory in (workspaces or {}).items():
+        if not isinstance(directory, str) or not directory.startswith("/"):
+            raise ValueError(f"workspace of {name!r} must be an absolute path, not {directory!r}")
+    for name, network in (networks or {}).items():
+        if network not in ("none", "host"):
+            raise ValueError(f"network of {name!r} must be 'none' or 'host', not {network!r}")
+    for name, value in (limits or {}).items():
+        if not isinstance(value, Limits):
+            raise ValueError(f"limits of {name!r} must be a Limits, not {type(value).__name__}")
+
+    def pick(table: Mapping[str, Any] | None, name: str, default: Any) -> Any:
+        table = table or {}
+        return table.get(name, table.get("*", default))
+
+    def sandboxing(name: str) -> Sandboxing:
+        return Sandboxing(
+            workspace=os.path.normpath(pick(workspaces, name, "/root")),
+            network=pick(networks, name, "none"),
+            limits=pick(limits, name, Limits()),
+        )
+
+    return sandboxing
 
 
 def _loopback_host(host: str) -> str:
@@ -109,8 +140,18 @@ class LocalAgentCube:
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         picod: str | os.PathLike[str] | None = None,
         quiet: bool = False,
+        isolation: str = "auto",
+        workspaces: Mapping[str, str] | None = None,
+        networks: Mapping[str, str] | None = None,
+        limits: Mapping[str, Limits] | None = None,
     ) -> None:
         self._host = _loopback_host(host)
+        if isolation not in MODES:
+            raise ValueError(f"isolation must be one of {', '.join(MODES)}, not {isolation!r}")
+        self._isolation_arg = isolation
+        self._isolation = "none"
+        self._isolation_reason: str | None = None
+        self._sandboxing = _sandboxing_table(workspaces, networks, limits)
         if token is not None and not token:
             raise ValueError("token must be a non-empty string or None")
         self._gc_interval = _positive(gc_interval, "gc_interval")
@@ -178,6 +219,7 @@ class LocalAgentCube:
             self._store.reopen()
             self._faults.restart()
             try:
+                self._isolation, self._isolation_reason = resolve_mode(self._isolation_arg)
                 os.makedirs(self._staging_dir(), mode=0o700, exist_ok=True)
                 if self._picod is not None and self._signer is None:
                     from ._serving.jwt import Signer
@@ -212,7 +254,9 @@ class LocalAgentCube:
             self._started = True
             atexit.register(self.stop)
         if not self._quiet:
-            print(_WARNING, file=sys.stderr, flush=True)
+            print(self._banner(), file=sys.stderr, flush=True)
+        if self._isolation_reason is not None:
+            logger.warning("%s", self._isolation_reason)
         logger.info(
             "LocalAgentCube serving: WorkloadManager %s, Router %s",
             self.workload_manager_url,
@@ -261,6 +305,20 @@ class LocalAgentCube:
     @property
     def running(self) -> bool:
         return self._started
+
+    @property
+    def isolation(self) -> str:
+        """The isolation in effect: ``"namespaces"`` or ``"none"`` (known once started)."""
+        return self._isolation
+
+    def _banner(self) -> str:
+        if self._isolation == "namespaces":
+            return (
+                "agentcube.local: code-interpreter sessions run isolated (Linux namespaces: "
+                "own root filesystem, processes and network; limits per template)."
+            )
+        reason = f" ({self._isolation_reason})" if self._isolation_reason else ""
+        return _WARNING + reason
 
     # -- addresses -----------------------------------------------------------------------------
     def _url(self, which: str) -> str:
@@ -339,13 +397,25 @@ class LocalAgentCube:
         if self._root is None:
             raise RuntimeError("LocalAgentCube is not running")
         if kind.backend is Backend.PICOD:
-            return self._picod_sandbox(os.path.join(self._root, session_id), session_id)
+            return self._picod_sandbox(os.path.join(self._root, session_id), session_id, name)
         url = self._templates.target(kind, name)
         if url is None:
             return EchoAgent(self._router_endpoint)
         return ForwardingAgent(name, url, self._agent_signer)
 
-    def _picod_sandbox(self, workspace: str, session_id: str) -> Sandbox:
+    def _picod_sandbox(self, workspace: str, session_id: str, name: str) -> Sandbox:
+        sandboxing = self._sandboxing(name)
+        if self._isolation == "namespaces" and (self._picod is None or sandboxing.network == "none"):
+            return IsolatedCodeInterpreter(
+                workspace,
+                session_id,
+                sandboxing,
+                self._router_endpoint(),
+                max_body_bytes=self._max_body,
+                max_output_bytes=self._max_output,
+                picod=self._picod,
+                signer=self._signer,
+            )
         if self._picod is not None:
             assert self._signer is not None
             return PicodProcess(self._picod, workspace, self._signer)

@@ -29,7 +29,7 @@ from .._go.gin import (
 from .._go.stdlib import ext, format_duration, gin_h, go_json
 from .._sandbox import SandboxGone
 from .._sandbox.paths import Workspace, WorkspaceGone
-from .._sandbox.procs import ProcessSupervisor
+from .._sandbox.procs import ProcessSupervisor, Supervisor
 from .context import PicodContext
 from .execute import Execute
 from .files import Files
@@ -49,10 +49,11 @@ class BuiltinPicod:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         staging_dir: str | None = None,
+        processes: Supervisor | None = None,
     ) -> None:
         self.workspace = Workspace(workspace)
         self.workspace.create()
-        self.processes = ProcessSupervisor()
+        self.processes = ProcessSupervisor() if processes is None else processes
         self._max_body = max_body_bytes
         self._started = time.monotonic_ns()
         self._closed = False

@@ -448,12 +448,22 @@ _ZYGOTE = _Zygote()
 atexit.register(_ZYGOTE.close)
 
 
-class SubreaperSupervisor:
-    """Processes of one session, run by a subreaper supervisor process (see the module docs)."""
+def link_to(sock: socket.socket) -> _Link:
+    """A link to a supervisor this process forked itself (inside a sandbox: its PID 1 did)."""
+    return _Link(sock)
 
-    def __init__(self) -> None:
+
+class SubreaperSupervisor:
+    """Processes of one session, run by a subreaper supervisor process (see the module docs).
+
+    ``link``: a supervisor already running (a sandbox's); when it dies, commands fall back to
+    process groups instead of asking the zygote for another.
+    """
+
+    def __init__(self, link: _Link | None = None) -> None:
         self._lock = threading.Lock()
-        self._link: _Link | None = None
+        self._link: _Link | None = link
+        self._own_zygote = link is None
         self._fallback: GroupSupervisor | None = None
         self._closed = False
         self._next = 0
@@ -479,6 +489,10 @@ class SubreaperSupervisor:
             if self._link is not None:  # killed from inside the session: start another
                 logger.warning("process supervisor %s died; starting another", self._link.pid)
                 self._link.close(0.0)
+                if not self._own_zygote:
+                    self._link = None
+                    self._fallback = GroupSupervisor()
+                    return self._fallback
             try:
                 self._link = _ZYGOTE.supervisor()
             except OSError as exc:

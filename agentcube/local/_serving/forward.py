@@ -260,21 +260,46 @@ def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
         raise AnswerBroken(f"the sandbox's gzip answer is corrupt: {exc}") from None
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """An HTTP connection to a sandbox's unix socket (a sandbox with no network of its own)."""
+
+    def __init__(self, path: str, host: str, port: int) -> None:
+        super().__init__(host, port, timeout=CONNECT_TIMEOUT)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
 def forward(
     host: str,
     port: int,
     request: Request,
     *,
     authorization: str | None = None,
+    unix_path: str | None = None,
 ) -> HttpResponse:
     """Send ``request`` to ``host:port`` (with ``authorization``, if given) and read the answer.
 
-    Raises :class:`Unreachable` or :class:`ReadDeadline` as the module docstring lists.
+    With ``unix_path`` the connection goes to that unix socket; ``host:port`` is then only the
+    ``Host`` the sandbox is told. Raises :class:`Unreachable` or :class:`ReadDeadline` as the
+    module docstring lists.
     """
-    connection = http.client.HTTPConnection(host, port, timeout=CONNECT_TIMEOUT)
+    connection = (
+        http.client.HTTPConnection(host, port, timeout=CONNECT_TIMEOUT)
+        if unix_path is None
+        else _UnixConnection(unix_path, host, port)
+    )
     try:
         connection.connect()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, FileNotFoundError):
         connection.close()
         raise Unreachable(502, "sandbox unreachable") from None
     except TimeoutError:

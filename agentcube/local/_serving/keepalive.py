@@ -473,3 +473,20 @@ def serve(
     )
     thread.start()
     return server, thread
+
+
+def serve_listener(
+    listener: socket.socket, app: WSGIApplication, tracker: ConnectionTracker
+) -> BaseWSGIServer:
+    """A threaded server for ``app`` on a listening socket of any family (a unix one, say);
+    the caller runs ``serve_forever``."""
+    unix = listener.family == socket.AF_UNIX
+    handler = make_handler(tracker)
+    handler.disable_nagle_algorithm = not unix  # TCP_NODELAY: TCP only
+    try:
+        return make_server(
+            "unix://" if unix else "127.0.0.1", 0, app, threaded=True,
+            request_handler=handler, fd=listener.fileno(),
+        )  # fmt: skip
+    finally:
+        listener.close()
