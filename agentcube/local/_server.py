@@ -405,7 +405,9 @@ class LocalAgentCube:
 
     def _picod_sandbox(self, workspace: str, session_id: str, name: str) -> Sandbox:
         sandboxing = self._sandboxing(name)
-        if self._isolation == "namespaces" and (self._picod is None or sandboxing.network == "none"):
+        if self._isolation == "namespaces" and (
+            self._picod is None or sandboxing.network == "none"
+        ):
             return IsolatedCodeInterpreter(
                 workspace,
                 session_id,

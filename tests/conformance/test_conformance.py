@@ -22,9 +22,18 @@ _WORKERS = 32
 _PICOD = os.environ.get("AGENTCUBE_TEST_PICOD") or None
 
 
-@pytest.fixture(scope="module")
-def results() -> Iterator[dict[str, list[str]]]:
-    with LocalAgentCube(quiet=True, code_interpreters=(NAME,), picod=_PICOD) as cube:
+# The corpus was recorded with a workspace two levels below / (a temporary directory): the texts
+# of escape answers count the levels ("../../etc/passwd"), so the sessions get one as deep.
+_WORKSPACE = "/tmp/workspace"
+
+
+@pytest.fixture(scope="module", params=["auto", "none"])
+def results(request: pytest.FixtureRequest) -> Iterator[dict[str, list[str]]]:
+    isolation = request.param
+    options = {"workspaces": {NAME: _WORKSPACE}} if isolation != "none" else {}
+    with LocalAgentCube(
+        quiet=True, code_interpreters=(NAME,), picod=_PICOD, isolation=isolation, **options
+    ) as cube:
         target = Target(cube.workload_manager_url, cube.router_url)
         # the slowest scenarios first, so they overlap everything else
         ordered = sorted(SCENARIOS, key=lambda s: -_expected_seconds(s))

@@ -198,7 +198,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     outside = top / "outside"
     outside.mkdir()
     (outside / "secret.txt").write_bytes(SECRET)
-    with LocalAgentCube(quiet=True, root_dir=top / "root") as cube:
+    # unisolated: the hostile links point into this machine's own directories
+    with LocalAgentCube(quiet=True, root_dir=top / "root", isolation="none") as cube:
         ci = CodeInterpreterClient(
             workload_manager_url=cube.workload_manager_url,
             router_url=cube.router_url,

@@ -11,7 +11,7 @@ import pytest
 
 from agentcube.local import LocalAgentCube
 
-from .helpers import CI, MAX_UPLOAD, Api
+from .helpers import CI, INNER_WORKSPACE, MAX_UPLOAD, Api
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +21,7 @@ def cube() -> Iterator[LocalAgentCube]:
         code_interpreters=(CI, "other-interpreter"),
         agents={"echo-agent": None, "second-agent": None},
         max_body_bytes=MAX_UPLOAD,
+        workspaces={"*": INNER_WORKSPACE},
     )
     server.start()
     yield server
@@ -59,7 +60,8 @@ def picod_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def picod_cube(picod_binary: str) -> Iterator[LocalAgentCube]:
-    with LocalAgentCube(quiet=True, picod=picod_binary) as cube:
+    # the stand-in is a script of this machine's Python, which a sandbox does not see
+    with LocalAgentCube(quiet=True, picod=picod_binary, isolation="none") as cube:
         yield cube
 
 

@@ -13,6 +13,51 @@ NS = "default"
 CI = "my-interpreter"
 SESSION_HEADER = "x-agentcube-session-id"
 MAX_UPLOAD = 4 * 1024 * 1024
+#: the workspace inside an isolated sandbox for these tests: three levels deep, as a host
+#: temporary directory would be, so answers that count levels ("../..") read alike in both modes
+INNER_WORKSPACE = "/home/agent/workspace"
+#: the Python a command in a session runs (the sandbox has the system's, not this venv's)
+PYTHON = "python3"
+
+
+def host_workspace(cube: LocalAgentCube, session_id: str) -> str:
+    """Where this process reaches the session's workspace (into the sandbox when isolated)."""
+    workspace = next(s.workspace for s in cube.sessions() if s.session_id == session_id)
+    assert workspace is not None
+    return workspace
+
+
+def host_pid(cube: LocalAgentCube, session_id: str, pid: int) -> int:
+    """The pid this machine knows a session's process by (``pid`` as the session sees it)."""
+    if cube.isolation != "namespaces":
+        return pid
+    import psutil
+
+    outside = int(host_workspace(cube, session_id).split("/")[2])  # /proc/PID/root/...
+    for proc in psutil.Process(outside).children(recursive=True):
+        try:
+            with open(f"/proc/{proc.pid}/status") as handle:
+                nspid = next(line for line in handle if line.startswith("NSpid:"))
+        except (OSError, StopIteration):
+            continue
+        if int(nspid.split()[-1]) == pid:
+            return proc.pid
+    raise AssertionError(f"no process {pid} in the session's sandbox")
+
+
+def host_view(cube: LocalAgentCube, session_id: str, path: str) -> str:
+    """Where this process reaches ``path`` as the session names it (absolute)."""
+    if cube.isolation != "namespaces":
+        return path
+    outside = host_workspace(cube, session_id).split("/")[2]
+    return f"/proc/{outside}/root{path}"
+
+
+def inner_workspace(cube: LocalAgentCube, session_id: str) -> str:
+    """The workspace as the session's commands and PicoD's answers name it."""
+    if cube.isolation == "namespaces":
+        return INNER_WORKSPACE
+    return host_workspace(cube, session_id)
 
 
 class Api:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import threading
 import time
 
@@ -14,22 +13,16 @@ import pytest
 from agentcube.local import LocalAgentCube
 from agentcube.local._go.stdlib import format_duration, format_seconds_rounded, parse_duration
 
-from .helpers import Api
+from .helpers import PYTHON, Api, host_pid, host_workspace, inner_workspace
 
 RFC3339_NANO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
-
-
-def _workspace(cube: LocalAgentCube, session_id: str) -> str:
-    workspace = next(s.workspace for s in cube.sessions() if s.session_id == session_id)
-    assert workspace is not None
-    return workspace
 
 
 def test_python_and_exit_codes(api: Api, session_id: str) -> None:
     result = api.execute(
         session_id,
         [
-            sys.executable,
+            PYTHON,
             "-c",
             "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)",
         ],
@@ -69,16 +62,24 @@ def test_html_characters_are_escaped_like_go(api: Api, session_id: str) -> None:
     assert response.json()["stdout"] == "<a&b>"
 
 
-def test_env_is_appended_to_the_servers(
-    api: Api, session_id: str, monkeypatch: pytest.MonkeyPatch
+def test_env_is_appended_to_picods(
+    api: Api, cube: LocalAgentCube, session_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # PicoD's own environment: the server's when unisolated; the sandbox's own (as an image
+    # sets it) when isolated, where nothing of the server's environment is seen
     monkeypatch.setenv("AGENTCUBE_TEST_INHERITED", "from-server")
+    sid = api.create()  # made after the variable is set
     result = api.execute(
-        session_id,
-        ["bash", "-c", 'echo "$AGENTCUBE_TEST_INHERITED/$FOO/$BAR/$PATH"'],
+        sid,
+        ["bash", "-c", 'echo "$AGENTCUBE_TEST_INHERITED/$FOO/$BAR/$PATH/$HOME"'],
         env={"FOO": "foo value", "BAR": "ünïcode", "PATH": "/usr/bin:/bin"},
     )
-    assert result["stdout"] == "from-server/foo value/ünïcode//usr/bin:/bin\n"
+    api.delete(sid)
+    if cube.isolation == "namespaces":
+        assert result["stdout"] == "/foo value/ünïcode//usr/bin:/bin//root\n"
+    else:
+        home = os.environ.get("HOME", "")
+        assert result["stdout"] == f"from-server/foo value/ünïcode//usr/bin:/bin/{home}\n"
 
 
 def test_command_is_found_on_the_servers_path_not_the_requests(api: Api, session_id: str) -> None:
@@ -87,7 +88,7 @@ def test_command_is_found_on_the_servers_path_not_the_requests(api: Api, session
 
 
 def test_pwd_is_set_only_without_env(api: Api, cube: LocalAgentCube, session_id: str) -> None:
-    workspace = _workspace(cube, session_id)
+    workspace = inner_workspace(cube, session_id)
     assert api.execute(session_id, ["sh", "-c", 'echo "$PWD"'])["stdout"] == workspace + "\n"
 
 
@@ -107,7 +108,7 @@ def test_stateless_between_calls_but_files_persist(api: Api, session_id: str) ->
 
 
 def test_working_dir(api: Api, cube: LocalAgentCube, session_id: str) -> None:
-    workspace = _workspace(cube, session_id)
+    workspace = inner_workspace(cube, session_id)
     api.execute(session_id, ["mkdir", "-p", "sub/dir"])
     assert api.execute(session_id, ["pwd"])["stdout"] == workspace + "\n"
     result = api.execute(session_id, ["pwd"], working_dir="sub/dir")
@@ -116,7 +117,8 @@ def test_working_dir(api: Api, cube: LocalAgentCube, session_id: str) -> None:
     assert result["stdout"] == os.path.join(workspace, "sub") + "\n"
     result = api.execute(session_id, ["pwd"], working_dir="new/deeper")
     assert result["stdout"] == os.path.join(workspace, "new", "deeper") + "\n"
-    assert os.stat(os.path.join(workspace, "new")).st_mode & 0o777 == 0o755
+    new = os.path.join(host_workspace(cube, session_id), "new")
+    assert os.stat(new).st_mode & 0o777 == 0o755
 
 
 @pytest.mark.parametrize(
@@ -190,8 +192,8 @@ def test_background_process_keeps_the_answer_until_it_exits(
         timeout="20s",
     )
     assert time.monotonic() - started < 3
-    with open(os.path.join(_workspace(cube, session_id), "bg.pid")) as handle:
-        pid = int(handle.read())
+    with open(os.path.join(host_workspace(cube, session_id), "bg.pid")) as handle:
+        pid = host_pid(cube, session_id, int(handle.read()))
     assert psutil.pid_exists(pid)  # still running in the background ...
     assert api.delete(session_id).status_code == 200
     _assert_dead(pid)  # ... until the session is deleted
@@ -383,10 +385,10 @@ def test_delete_kills_running_processes_and_removes_workspace(
     api: Api, cube: LocalAgentCube
 ) -> None:
     sid = api.create()
-    workspace = _workspace(cube, sid)
+    workspace = host_workspace(cube, sid)
     api.execute(sid, ["bash", "-c", "nohup sleep 60 > /dev/null 2>&1 & echo $! > lingering.pid"])
     with open(os.path.join(workspace, "lingering.pid")) as handle:
-        lingering = int(handle.read())
+        lingering = host_pid(cube, sid, int(handle.read()))
     results: list[tuple[int, object]] = []
 
     def long_command() -> None:

@@ -6,7 +6,6 @@ import base64
 import gzip
 import os
 import stat
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -14,13 +13,15 @@ import requests
 
 from agentcube.local import LocalAgentCube
 
-from .helpers import MAX_UPLOAD, SESSION_HEADER, Api
-
-
-def _workspace(cube: LocalAgentCube, session_id: str) -> str:
-    workspace = next(s.workspace for s in cube.sessions() if s.session_id == session_id)
-    assert workspace is not None
-    return workspace
+from .helpers import (
+    MAX_UPLOAD,
+    PYTHON,
+    SESSION_HEADER,
+    Api,
+    host_view,
+    host_workspace,
+    inner_workspace,
+)
 
 
 def _error(status: int, message: str) -> dict[str, object]:
@@ -36,7 +37,7 @@ def test_json_upload_and_download(api: Api, cube: LocalAgentCube, session_id: st
     assert info["path"] == "dir/sub/blob.bin"
     assert info["size"] == len(data)
     assert info["mode"] == "-rw-------"
-    workspace = _workspace(cube, session_id)
+    workspace = host_workspace(cube, session_id)
     on_disk = os.path.join(workspace, "dir", "sub", "blob.bin")
     assert stat.S_IMODE(os.stat(on_disk).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.join(workspace, "dir")).st_mode) == 0o755
@@ -102,8 +103,13 @@ def test_multipart_upload(api: Api, cube: LocalAgentCube, session_id: str) -> No
     assert response.json()["mode"] == "-rwxr-xr-x"
     assert api.download(session_id, "up/loaded.bin").content == data
     # no temp files are left behind, in the workspace or beside it
-    assert os.listdir(_workspace(cube, session_id)) == ["up"]
-    staging = os.path.join(os.path.dirname(_workspace(cube, session_id)), ".agentcube-staging")
+    assert os.listdir(host_workspace(cube, session_id)) == ["up"]
+    if cube.isolation == "namespaces":  # PicoD spools in the sandbox's /tmp, as Go's does
+        staging = host_view(cube, session_id, "/tmp")
+    else:
+        staging = os.path.join(
+            os.path.dirname(host_workspace(cube, session_id)), ".agentcube-staging"
+        )
     assert [n for n in os.listdir(staging) if n.startswith("multipart-")] == []
     empty = api.call(
         session_id, "POST", "api/files", data={"path": "empty"}, files={"file": ("e", b"")}
@@ -129,7 +135,7 @@ def test_multipart_errors(api: Api, cube: LocalAgentCube, session_id: str) -> No
         session_id, "POST", "api/files", data={"path": "adir"}, files={"file": ("a", b"x")}
     )
     assert onto_dir.json() == _error(500, "Failed to create destination file")
-    assert os.listdir(_workspace(cube, session_id)) == ["adir"]
+    assert os.listdir(host_workspace(cube, session_id)) == ["adir"]
 
 
 def test_listing(api: Api, session_id: str) -> None:
@@ -154,7 +160,7 @@ def test_listing(api: Api, session_id: str) -> None:
 
 
 def test_listing_and_download_errors(api: Api, cube: LocalAgentCube, session_id: str) -> None:
-    workspace = _workspace(cube, session_id)
+    workspace = inner_workspace(cube, session_id)
     api.upload(session_id, "file.txt", b"x")
     missing = api.call(session_id, "GET", "api/files", params={"path": "missing"})
     assert (missing.status_code, missing.json()) == (404, _error(404, "Directory not found"))
@@ -175,7 +181,7 @@ def test_listing_and_download_errors(api: Api, cube: LocalAgentCube, session_id:
 
 
 def test_json_upload_errors(api: Api, cube: LocalAgentCube, session_id: str) -> None:
-    workspace = _workspace(cube, session_id)
+    workspace = inner_workspace(cube, session_id)
     required = "Key: 'UploadFileRequest.{0}' Error:Field validation for '{0}' failed on the "
     required += "'required' tag"
     api.upload(session_id, "afile", b"x")
@@ -228,7 +234,7 @@ def test_json_upload_errors(api: Api, cube: LocalAgentCube, session_id: str) -> 
     # base64 with line breaks is fine, as in Go
     response = api.call(session_id, "POST", "api/files", json={"path": "nl", "content": "eA\n=="})
     assert response.status_code == 200
-    assert sorted(os.listdir(workspace)) == ["afile", "nl"]
+    assert sorted(os.listdir(host_workspace(cube, session_id))) == ["afile", "nl"]
 
 
 def test_body_cap_413(api: Api, cube: LocalAgentCube, session_id: str) -> None:
@@ -244,7 +250,7 @@ def test_body_cap_413(api: Api, cube: LocalAgentCube, session_id: str) -> None:
     )
     assert (response.status_code, response.json()) == (413, expected)
     assert SESSION_HEADER_NAME in response.headers  # PicoD's answer, through the Router
-    assert os.listdir(_workspace(cube, session_id)) == []
+    assert os.listdir(host_workspace(cube, session_id)) == []
     # a body within the cap is fine, and the connection is still usable afterwards
     response = api.call(
         session_id,
@@ -310,7 +316,7 @@ def test_path_escapes_are_refused(nested_cube: tuple[Api, str], path: str) -> No
 def test_absolute_paths_stay_inside(api: Api, cube: LocalAgentCube, session_id: str) -> None:
     response = api.upload(session_id, "/../../etc/passwd", b"inside")
     assert response.json()["path"] == "etc/passwd"
-    with open(os.path.join(_workspace(cube, session_id), "etc", "passwd"), "rb") as handle:
+    with open(os.path.join(host_workspace(cube, session_id), "etc", "passwd"), "rb") as handle:
         assert handle.read() == b"inside"
 
 
@@ -332,7 +338,7 @@ def test_file_server_errors_asked_with_gzip_come_compressed_without_the_header(
     # and the open failures all arrive as gzip streams that no header announces.
     api.upload(session_id, "d/f.txt", b"hello")
     script = "import socket; socket.socket(socket.AF_UNIX).bind('d/sock')"
-    api.execute(session_id, [sys.executable, "-c", script])
+    api.execute(session_id, [PYTHON, "-c", script])
     cases = [
         ("d/%2E%2E/d/f.txt", {}, 400, b"invalid URL path\n"),
         ("d/f.txt", {"Range": "bytes=100-200"}, 416, b"invalid range: failed to overlap\n"),
@@ -379,7 +385,9 @@ def test_paths_over_path_max_fail_as_the_system_call_does(
 ) -> None:
     # The texts are the real PicoD's: Go hands the kernel the whole path, which refuses one
     # of PATH_MAX (4096) bytes or more, NUL included, with ENAMETOOLONG.
-    workspace = os.path.realpath(_workspace(cube, session_id))
+    workspace = inner_workspace(cube, session_id)
+    if cube.isolation != "namespaces":
+        workspace = os.path.realpath(workspace)
     too_long = "file name too long"
 
     def multipart(path: str) -> requests.Response:
@@ -430,7 +438,7 @@ def test_paths_over_path_max_fail_as_the_system_call_does(
         assert send(deep).json() == _error(
             500, f"Failed to create directory: mkdir {failing}: {too_long}"
         )
-        assert os.listdir(os.path.dirname(failing)) == []
+        assert os.listdir(host_view(cube, session_id, os.path.dirname(failing))) == []
 
 
 def test_index_html_redirects(api: Api, session_id: str) -> None:
@@ -483,10 +491,15 @@ def test_nul_bytes_are_errors_not_crashes(api: Api, session_id: str) -> None:
 def test_symlinks_pointing_outside_are_refused(
     api: Api, cube: LocalAgentCube, session_id: str, tmp_path: os.PathLike[str]
 ) -> None:
-    outside = os.path.join(os.fspath(tmp_path), "outside")
-    os.mkdir(outside)
+    # outside the workspace, as the session sees its machine
+    if cube.isolation == "namespaces":
+        outside = "/tmp/outside"
+        api.execute(session_id, ["mkdir", outside])
+    else:
+        outside = os.path.join(os.fspath(tmp_path), "outside")
+        os.mkdir(outside)
     secret = os.path.join(outside, "secret.txt")
-    with open(secret, "w") as handle:
+    with open(host_view(cube, session_id, secret), "w") as handle:
         handle.write("secret")
     api.execute(session_id, ["ln", "-s", "/etc", "etc-link"])
     api.execute(session_id, ["ln", "-s", outside, "out-link"])
@@ -518,12 +531,12 @@ def test_symlinks_pointing_outside_are_refused(
         session_id, "POST", "api/execute", json={"command": ["pwd"], "working_dir": "out-link/n"}
     )
     assert response.status_code == 500  # mkdirSafe's refusal
-    assert os.listdir(outside) == ["secret.txt"]
-    with open(secret) as handle:
+    assert os.listdir(host_view(cube, session_id, outside)) == ["secret.txt"]
+    with open(host_view(cube, session_id, secret)) as handle:
         assert handle.read() == "secret"
     # a dangling link inside the workspace resolves inside: writing through it is allowed
     assert api.upload(session_id, "dangling", b"inside").status_code == 200
-    workspace = _workspace(cube, session_id)
+    workspace = host_workspace(cube, session_id)
     with open(os.path.join(workspace, "nowhere-yet"), "rb") as handle:
         assert handle.read() == b"inside"
 

@@ -21,7 +21,7 @@ from agentcube.local import LocalAgentCube
 from agentcube.local._sandbox import paths
 from agentcube.local._sandbox.paths import Workspace
 
-from .helpers import Api
+from .helpers import MAX_UPLOAD, Api
 
 LINUX = sys.platform.startswith("linux")
 
@@ -70,6 +70,14 @@ def _kill_if_sleeper(pid: int, marker: str) -> None:
             proc.kill()
     except psutil.Error:
         pass
+
+
+@pytest.fixture(scope="module")
+def cube() -> Iterator[LocalAgentCube]:
+    """These tests are about the unisolated mode's own machinery (its process supervisor, its
+    host workspaces): isolated sessions have theirs, tried in test_local_isolation.py."""
+    with LocalAgentCube(quiet=True, isolation="none", max_body_bytes=MAX_UPLOAD) as server:
+        yield server
 
 
 @pytest.fixture

@@ -175,12 +175,20 @@ def test_fixed_ports_and_urls() -> None:
         assert second.router_url.endswith(f":{router_port}")
 
 
-def test_startup_warning(capsys: pytest.CaptureFixture[str]) -> None:
-    with LocalAgentCube():
+def test_startup_banner_says_whether_sessions_are_isolated(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with LocalAgentCube(isolation="none"):
         pass
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
-    assert "not a security boundary" in err
+    assert "NOT isolated" in err
+    with LocalAgentCube() as cube:
+        isolated = cube.isolation == "namespaces"
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert ("run isolated" in err) is isolated
+    assert ("NOT isolated" in err) is not isolated
     with LocalAgentCube(quiet=True):
         pass
     assert capsys.readouterr().err == ""

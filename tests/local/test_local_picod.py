@@ -153,7 +153,7 @@ def test_a_picod_that_never_listens_fails_the_create(tmp_path: Path) -> None:
     broken = tmp_path / "picod"
     broken.write_text("#!/bin/sh\nexit 3\n")
     broken.chmod(0o755)
-    with LocalAgentCube(quiet=True, picod=broken) as cube:
+    with LocalAgentCube(quiet=True, picod=broken, isolation="none") as cube:
         api = Api(cube)
         response = api.http.post(
             f"{api.wm}/v1/code-interpreter", json={"name": "my-interpreter", "namespace": "d"}

@@ -52,7 +52,11 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     outside = top / "outside"
     outside.mkdir()
     (outside / "outside-only-7c1.txt").write_bytes(b"outside-secret")
-    with LocalAgentCube(quiet=True, root_dir=top / "root", max_body_bytes=LIMIT) as cube:
+    # unisolated: the hostile links point into this machine's own directories (isolated
+    # sessions see none of them; test_local_isolation.py tries those)
+    with LocalAgentCube(
+        quiet=True, root_dir=top / "root", max_body_bytes=LIMIT, isolation="none"
+    ) as cube:
         api = Api(cube)
         sid = api.create()
         (info,) = cube.sessions()

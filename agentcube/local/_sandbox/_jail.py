@@ -101,7 +101,9 @@ def _b(value: str | None) -> bytes | None:
     return None if value is None else os.fsencode(value)
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     _check(_lib().mount(_b(source), _b(target), _b(fstype), flags, _b(data)), f"mount {target}")
 
 
@@ -261,7 +263,7 @@ def _make_dev(dev: str) -> None:
                          ("ptmx", "pts/ptmx")):  # fmt: skip
         os.symlink(target, os.path.join(dev, name))
     os.mkdir(os.path.join(dev, "shm"), 0o1777)
-    os.chmod(os.path.join(dev, "shm"), 0o1777)
+    os.chmod(os.path.join(dev, "shm"), 0o1777)  # noqa: S103 - the sandbox's own /dev/shm
     os.mkdir(os.path.join(dev, "pts"), 0o755)
     try:
         mount("devpts", os.path.join(dev, "pts"), "devpts", MS_NOSUID | MS_NOEXEC,
@@ -329,7 +331,7 @@ def probe() -> str | None:
             _write("/proc/self/setgroups", "deny")
             _write("/proc/self/uid_map", f"0 {uid} 1\n")
             mount(None, "/", None, MS_REC | MS_PRIVATE)
-            mount("tmpfs", "/tmp", "tmpfs", 0, "size=1m")
+            mount("tmpfs", "/tmp", "tmpfs", 0, "size=1m")  # noqa: S108 - a throwaway namespace
         except OSError as exc:
             message = str(exc).encode("utf-8", "replace")
         os.write(write_end, message)

@@ -14,6 +14,7 @@ kernel work happens in other processes (:mod:`.jail_zygote`, :mod:`._jail`); her
 from __future__ import annotations
 
 import array
+import atexit
 import errno
 import logging
 import marshal
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -157,7 +159,7 @@ class Cgroups:
             for controller in ("memory", "pids", "cpu"):
                 self.enforced[controller] = "cgroup v2"
 
-    def _make(self, path: str, values: list[tuple[str, object]]) -> bool:
+    def _make(self, path: str, values: Sequence[tuple[str, object]]) -> bool:
         try:
             os.mkdir(path, 0o755)
         except FileExistsError:
@@ -314,6 +316,7 @@ class _JailZygote:
 
 
 ZYGOTE = _JailZygote()
+atexit.register(ZYGOTE.close)
 
 
 # -- one session's sandbox --------------------------------------------------------------------
@@ -346,7 +349,9 @@ class IsolatedCodeInterpreter:
         self._pidfd: int | None = None
         self._outside = 0
         os.makedirs(os.path.join(directory, "layer"), mode=0o700)
-        self._socket_path = os.path.join(directory, "picod.sock")
+        # a unix socket's path is limited to 107 bytes: named through a held directory handle
+        self._dir_fd: int | None = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._socket_path = f"/proc/self/fd/{self._dir_fd}/picod.sock"
         self.cgroups = Cgroups(f"agentcube-{session_id}", sandboxing.limits)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -444,5 +449,8 @@ class IsolatedCodeInterpreter:
         self._discard()
 
     def _discard(self) -> None:
+        dir_fd, self._dir_fd = self._dir_fd, None
+        if dir_fd is not None:
+            os.close(dir_fd)
         self.cgroups.remove()
         shutil.rmtree(self._directory, ignore_errors=True)

@@ -50,8 +50,8 @@ def _pin_werkzeug_version() -> None:
     looked_up = importlib.metadata.version
     werkzeug = looked_up("werkzeug")
 
-    def version(name: str) -> str:
-        return werkzeug if name == "werkzeug" else looked_up(name)
+    def version(distribution_name: str) -> str:
+        return werkzeug if distribution_name == "werkzeug" else looked_up(distribution_name)
 
     importlib.metadata.version = version
 
@@ -73,8 +73,8 @@ def _warm_up() -> None:
         picod = BuiltinPicod(os.path.join(scratch, "w"), staging_dir=scratch)
         boundary = "agentcubewarmup"
         upload = (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"path\"\r\n\r\na.txt\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\na.txt\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n'
             f"Content-Type: application/octet-stream\r\n\r\nx\r\n--{boundary}--\r\n"
         ).encode()
         calls = [
@@ -83,12 +83,19 @@ def _warm_up() -> None:
             ("POST", "/api/files", b'{"path": "b.txt", "content": "eA=="}', "application/json"),
             ("GET", "/api/files", b"", ""),
             ("GET", "/api/files/a.txt", b"", ""),
+            ("GET", "/api/files/a.txt", b"", "If-Modified-Since: Mon, 07 Dec 2026 10:00:00 GMT"),
+            ("GET", "/api/files/a.txt", b"", "Range: bytes=0-0"),
+            ("GET", "/api/files/a.txt", b"", "If-Range: Mon, 07 Dec 2026 10:00:00 GMT"),
+            ("GET", "/api/files/.", b"", ""),
             ("GET", "/health", b"", ""),
             ("GET", "/nowhere/", b"", ""),
         ]
         for method, path, body, content_type in calls:
             headers = Headers([("Accept-Encoding", "gzip")])
-            if content_type:
+            if ": " in content_type:
+                name, _, value = content_type.partition(": ")
+                headers.set(name, value)
+            elif content_type:
                 headers.set("Content-Type", content_type)
             request = Request(
                 method=method,
@@ -227,7 +234,7 @@ def _outside(config: dict[str, Any], reply: socket.socket, listener: socket.sock
     try:
         _jail.enter(config)  # returns only in PID 1 inside
         _inside(config, reply, listener)
-    except BaseException as exc:  # noqa: BLE001 - told to the server, then this process ends
+    except BaseException as exc:
         text = str(exc) or type(exc).__name__
         if not isinstance(exc, OSError):
             text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -301,7 +308,7 @@ def main() -> None:
         _pin_werkzeug_version()
         _warm_up()
         error = _jail.probe()
-    except Exception as exc:  # noqa: BLE001 - told to the server
+    except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     _send(sock, ("ready", os.getpid(), error))
     if error is not None:

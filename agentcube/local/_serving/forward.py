@@ -24,6 +24,7 @@ What an upstream failure becomes (the contract's forwarding failures):
 
 from __future__ import annotations
 
+import email.errors
 import http.client
 import logging
 import re
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 5.0
+#: how long closing an answer waits for the body sender to let go of the client's body
+_STOP_WAIT = 5.0
 HOP_BY_HOP = (
     "Connection",
     "Proxy-Connection",
@@ -57,6 +60,14 @@ _WRITTEN_BY_TRANSPORT = frozenset(
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _DIGITS = re.compile(r"[0-9]{1,18}")
+# What the email parser says of a multipart Content-Type (a multipart/byteranges answer) whose
+# body it never saw: nothing wrong with the head, which is all Go's transport reads.
+_MULTIPART_DEFECTS = (
+    email.errors.StartBoundaryNotFoundDefect,
+    email.errors.CloseBoundaryNotFoundDefect,
+    email.errors.MultipartInvariantViolationDefect,
+    email.errors.NoBoundaryInMultipartDefect,
+)
 
 
 class Unreachable(Exception):
@@ -129,7 +140,8 @@ def refused_by_transport(headers: Headers) -> bool:
 def _malformed(response: http.client.HTTPResponse) -> str | None:
     """Why Go's transport would refuse this answer's head, or None."""
     message = response.msg
-    if message.defects or message.get_payload():
+    defects = [defect for defect in message.defects if not isinstance(defect, _MULTIPART_DEFECTS)]
+    if defects or message.get_payload():
         return "malformed header line"
     for value in message.values():
         if _CONTROL.search(value.replace("\r\n", "")):
@@ -158,6 +170,7 @@ class _BodySender:
         self._sock = sock
         self._chunked = chunked
         self.failure: BaseException | None = None
+        self._stopped = False
         self._thread = threading.Thread(
             target=self._run, name="agentcube-local-forward", daemon=True
         )
@@ -165,7 +178,7 @@ class _BodySender:
 
     def _run(self) -> None:
         try:
-            while chunk := self._request.body.read(_CHUNK):
+            while not self._stopped and (chunk := self._request.body.read(_CHUNK)):
                 if not self._send(
                     b"%x\r\n%s\r\n" % (len(chunk), chunk) if self._chunked else chunk
                 ):
@@ -186,6 +199,16 @@ class _BodySender:
             logger.debug("the sandbox stopped reading the body: %s", exc)
             return False
         return True
+
+    def stop(self) -> None:
+        """Stop sending (the answer is done): afterwards nothing here reads the client's body,
+        so the server may drain the rest of it itself without two readers racing."""
+        self._stopped = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes a sendall the sandbox left hanging
+        except OSError:
+            pass
+        self._thread.join(_STOP_WAIT)
 
     def raise_failure(self) -> None:
         """Raise what the Router answers once the exchange failed: a late body is 504."""
@@ -249,6 +272,8 @@ class HttpResponse:
         return body
 
     def close(self) -> None:
+        if self._sender is not None:
+            self._sender.stop()
         self._response.close()
         self._connection.close()
 
