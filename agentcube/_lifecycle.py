@@ -266,7 +266,10 @@ class SessionCore:
         if self.bootstraps_through_router:
             return (
                 yield from bootstrap(
-                    self._router_target(None), sent=self._create_calls, on_id=self._claim
+                    self._router_target(None),
+                    sent=self._create_calls,
+                    on_id=self._claim,
+                    template=(self.kind, self.name, self.namespace),
                 )
             )
         assert self._control is not None

@@ -57,3 +57,15 @@ def restore_agentcube_logger() -> Iterator[None]:
             handler.close()
     logger.handlers[:] = handlers
     logger.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def forget_owned_sessions() -> Iterator[None]:
+    """Each test's owned sessions are its own business (the integration suites check the
+    server for leaks): none is named in an exit report of the test process."""
+    yield
+    from agentcube import _exit_cleanup
+
+    with _exit_cleanup._lock:
+        _exit_cleanup._owned.clear()
+        _exit_cleanup._collected.clear()

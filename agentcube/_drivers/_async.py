@@ -34,6 +34,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from .._credentials import abearer_header_value
 from .._protocol import Call, FileRange, Flow, Local, Multipart, Reply, connection_error
 from ..exceptions import InvalidArgumentError, error_from_reply
+from ._causes import connection_failed, failure_cause, host_of
 from ._responses import detached_response, forget_library_locals, library_prefixes, sent_secrets
 
 logger = logging.getLogger("agentcube._http")
@@ -188,20 +189,22 @@ class AsyncTransport:
                     raise InvalidArgumentError(
                         f"{call.describe()}: the request cannot be sent ({type(failure).__name__})"
                     )
+                cause = failure_cause(failure, host_of(call))
                 never_sent = isinstance(
                     failure, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
                 )
                 pause = call.retry_pause(attempt, never_sent=never_sent)
                 if pause is not None and not (flight is not None and flight.abandoned):
-                    call.log_retry(attempt, type(failure).__name__)
+                    call.log_retry(attempt, cause.words or type(failure).__name__)
                     failure = None
                     await asyncio.sleep(pause)
                     continue
-                raise connection_error(
+                raise connection_failed(
                     call,
+                    cause,
+                    type(failure).__name__,
                     timed_out=isinstance(failure, httpx.TimeoutException),
-                    reason=type(failure).__name__,
-                    reached_server=not never_sent,
+                    never_sent=never_sent,
                 )
             status, reply = outcome
             call.log_answer(status, started, attempt)

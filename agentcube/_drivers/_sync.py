@@ -21,6 +21,7 @@ import requests
 from .._credentials import bearer_header_value
 from .._protocol import Call, FileRange, Flow, Local, Multipart, Reply
 from ..exceptions import APIConnectionError, InvalidArgumentError, error_from_reply
+from ._causes import connection_failed, failure_cause, host_of
 from ._pool import pooled_session, session_with_own_pool
 from ._responses import detached_response, forget_library_locals, library_prefixes, sent_secrets
 from ._watchdog import keep_signals_for_the_main_thread, start_watchdog, watchdog
@@ -191,15 +192,20 @@ class SyncTransport:
                     )
                 if not isinstance(failure, requests.RequestException):
                     raise failure
-                never_sent = _never_sent(failure)
+                cause = failure_cause(failure, host_of(call))
+                never_sent = _never_sent(failure) or cause.never_sent is True
                 pause = call.retry_pause(attempt, never_sent=never_sent)
                 if pause is not None:
-                    call.log_retry(attempt, type(failure).__name__)
+                    call.log_retry(attempt, cause.words or type(failure).__name__)
                     failure = None
                     time.sleep(pause)
                     continue
-                raise _connection_error(
-                    call, isinstance(failure, requests.Timeout), _reason(failure), not never_sent
+                raise connection_failed(
+                    call,
+                    cause,
+                    _reason(failure),
+                    timed_out=isinstance(failure, requests.Timeout),
+                    never_sent=never_sent,
                 )
             status = response.status_code
             call.log_answer(status, started, attempt)

@@ -133,14 +133,3 @@ def make_ar(cube: FakeAgentCube) -> Iterator[Callable[..., AgentRuntimeClient]]:
     yield factory
     for client in made:
         _finish(client)
-
-
-@pytest.fixture(autouse=True)
-def _forget_mocked_sessions() -> Iterator[None]:
-    """The sessions of mocked servers are not worth an exit report of the test process."""
-    yield
-    from agentcube import _exit_cleanup
-
-    with _exit_cleanup._lock:
-        _exit_cleanup._owned.clear()
-        _exit_cleanup._collected.clear()
