@@ -304,14 +304,30 @@ def _wire_body(call: Call, headers: dict[str, str]) -> Any:
     if not isinstance(body, Multipart):
         return body
     source = body.source
-    if isinstance(source, bytes):
+    if isinstance(source, bytes) and body.progress is None:
         return body.head + source + body.tail
     headers["Content-Length"] = str(body.length)
-    return _file_body(body, source)
+    return _file_body(body)
 
 
-async def _file_body(body: Multipart, source: FileRange) -> AsyncIterator[bytes]:
+async def _file_body(body: Multipart) -> AsyncIterator[bytes]:
+    """The body, its file part in chunks, each counted by the body's progress once sent."""
+    progress = body.progress
+    if progress is not None:
+        progress.restart()
     yield body.head
+    async for chunk in _source_chunks(body.source):
+        yield chunk
+        if progress is not None:
+            progress.advance(len(chunk))
+    yield body.tail
+
+
+async def _source_chunks(source: bytes | FileRange) -> AsyncIterator[bytes]:
+    if isinstance(source, bytes):
+        for offset in range(0, len(source), CHUNK):
+            yield source[offset : offset + CHUNK]
+        return
     f = await asyncio.to_thread(open, source.path, "rb")
     try:
         await asyncio.to_thread(f.seek, source.offset)
@@ -324,12 +340,11 @@ async def _file_body(body: Multipart, source: FileRange) -> AsyncIterator[bytes]
             yield chunk
     finally:
         await asyncio.to_thread(f.close)
-    yield body.tail
 
 
 async def _stream_to_sink(call: Call, response: httpx.Response) -> Reply:
     sink = call.sink
-    await asyncio.to_thread(sink.open)
+    await asyncio.to_thread(sink.open, response.headers)
     try:
         async for chunk in response.aiter_bytes(CHUNK):
             await asyncio.to_thread(sink.write, chunk)
