@@ -31,7 +31,9 @@ class CodeInterpreterClient(CodeInterpreterArguments, ManagedSessionClient):
     Args:
         name: the CodeInterpreter template.
         namespace: its Kubernetes namespace.
-        ttl: sent with the create (the WorkloadManager decides the lifetime itself).
+        ttl: sent with the create, and ignored by AgentCube: the template's
+            ``maxSessionDuration`` and ``sessionTimeout`` (idle) decide how long a session
+            lives; delete it with ``stop()`` or ``with``.
         workload_manager_url: defaults to ``WORKLOAD_MANAGER_URL``; needed also to attach,
             since ``stop()`` deletes.
         router_url: defaults to ``ROUTER_URL``.
