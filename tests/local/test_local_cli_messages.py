@@ -137,3 +137,17 @@ def test_help_names_the_program_and_its_example_works() -> None:
         k: v.replace(str(free), "{W}") for k, v in printed_urls.items()
     }
     assert "kill %1" in shown and "python -m agentcube.local" in shown
+
+
+def test_an_unknown_template_is_answered_as_the_real_service_and_logged_with_a_fix() -> None:
+    server = CliServer()
+    try:
+        answer = requests.post(
+            server.wm + "/v1/agent-runtime", json={"name": "my-agent", "namespace": NS}, timeout=10
+        )
+        assert answer.status_code == 404
+        assert answer.json() == {"message": "agent runtime not found"}  # the contract's words
+    finally:
+        _, err = server.stop()
+    assert "no AgentRuntime template 'my-agent' (there are: echo-agent)" in err, err
+    assert "--agent my-agent" in err
