@@ -383,20 +383,7 @@ class AsyncCodeInterpreterClient(CodeInterpreterArguments, AsyncManagedSessionCl
         on_progress: Callable[[int, int | None], object] | None = None,
     ) -> bytes | str:
         """Read a small file of the sandbox into memory: its bytes, or with ``text=True`` its
-        UTF-8 text (``GET api/files/<path>``, streamed).
-
-        Args:
-            remote_path: the file, relative to the workspace.
-            text: decode it as UTF-8 (invalid bytes raise ``UnicodeDecodeError``).
-            max_bytes: refuse a file larger than this (16 MiB by default); raise it, or use
-                ``download_file`` for large files.
-            on_progress: called as ``on_progress(done_bytes, total_bytes)`` after each chunk.
-
-        Raises:
-            NotFoundError: no such file.
-            DataPlaneError: the file is larger than ``max_bytes`` (nothing is kept).
-            APIConnectionError: the transfer broke off (nothing is returned).
-        """
+        UTF-8 text; arguments and errors as :meth:`agentcube.CodeInterpreterClient.read_file`."""
         return await self._run(
             files.read_file(self._target(), remote_path, text, max_bytes, on_progress)
         )

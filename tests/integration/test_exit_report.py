@@ -3,9 +3,11 @@ owned sessions behind, and stderr names each one with what to do; nothing is del
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -53,6 +55,20 @@ def _owned(done: subprocess.CompletedProcess[str]) -> list[str]:
     return [line.split()[1] for line in done.stdout.splitlines() if line.startswith("owned ")]
 
 
+@contextlib.contextmanager
+def _child(
+    cube: LocalAgentCube, urls: dict[str, str], mode: str
+) -> Iterator[tuple[subprocess.CompletedProcess[str], list[str]]]:
+    """Run the child; afterwards delete what it left (this test's leak, not the suite's)."""
+    done = _run(mode, urls)
+    owned = _owned(done)
+    try:
+        yield done, owned
+    finally:
+        for sid in owned:
+            cube.delete_session(sid)
+
+
 def _report(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "still running at exit" in line]
 
@@ -61,9 +77,7 @@ def _report(stderr: str) -> list[str]:
 def test_sessions_left_at_exit_are_named_with_what_to_do_and_kept(
     cube: LocalAgentCube, urls: dict[str, str], mode: str
 ) -> None:
-    done = _run(mode, urls)
-    owned = _owned(done)
-    try:
+    with _child(cube, urls, mode) as (done, owned):
         assert owned, done.stderr
         (line,) = _report(done.stderr)
         for sid in owned:
@@ -73,32 +87,23 @@ def test_sessions_left_at_exit_are_named_with_what_to_do_and_kept(
             assert advice in line
         if mode == "interrupted":
             assert "KeyboardInterrupt" in done.stderr
-    finally:
-        for sid in owned:
-            cube.delete_session(sid)
 
 
 @pytest.mark.parametrize("mode", ["stopped", "detached"])
 def test_nothing_is_reported_for_stopped_or_detached_sessions(
     cube: LocalAgentCube, urls: dict[str, str], mode: str
 ) -> None:
-    done = _run(mode, urls)
-    owned = _owned(done)
-    try:
+    with _child(cube, urls, mode) as (done, _):
         assert done.returncode == 0, done.stderr
         assert _report(done.stderr) == [], done.stderr
         assert "agentcube:" not in done.stderr
-    finally:
-        for sid in owned:
-            cube.delete_session(sid)
 
 
 def test_an_agent_session_without_a_workload_manager_url_is_named_when_bootstrapped(
     cube: LocalAgentCube, urls: dict[str, str]
 ) -> None:
-    done = _run("router-only", urls)
-    (sid,) = _owned(done)
-    try:
+    with _child(cube, urls, "router-only") as (done, owned):
+        (sid,) = owned
         assert done.returncode == 0, done.stderr
         lines = [line for line in done.stderr.splitlines() if sid in line]
         # Once, before anything else the script does, and on stderr whatever the filters.
@@ -106,5 +111,3 @@ def test_an_agent_session_without_a_workload_manager_url_is_named_when_bootstrap
         assert done.stderr.index(lines[0]) < done.stderr.index("bootstrapped")
         assert "WORKLOAD_MANAGER_URL" in lines[0] and "idle timeout" in lines[0]
         assert cube.has_session(sid)
-    finally:
-        cube.delete_session(sid)
