@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from .exceptions import InvalidArgumentError, InvalidResponseError
@@ -285,3 +285,20 @@ def check_part_size(part_size: object) -> int:
             f"part_size must be an int between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes"
         )
     return part_size
+
+
+def check_progress(on_progress: object) -> Callable[[int, int | None], object] | None:
+    """``on_progress`` as given: None or a callable ``(done_bytes, total_bytes)``."""
+    if on_progress is not None and not callable(on_progress):
+        raise InvalidArgumentError("on_progress must be a callable (done_bytes, total_bytes)")
+    return on_progress
+
+
+DEFAULT_READ_LIMIT = 16 * 1024 * 1024
+
+
+def check_max_bytes(max_bytes: object) -> int:
+    """A positive byte count (``read_file``'s limit)."""
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+        raise InvalidArgumentError("max_bytes must be a positive int")
+    return max_bytes

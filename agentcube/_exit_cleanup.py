@@ -1,9 +1,14 @@
-"""Opt-in cleanup of owned sessions at interpreter exit and on SIGTERM.
+"""The sessions a process still owns at interpreter exit: reported by default, deleted on request.
 
 Clients register what it takes to delete each session they own (the kind, the id, the
 WorkloadManager endpoint) and unregister it once the session is deleted, detached or handed
-over; this module never calls back into a client (so it never waits on a client's lock). Off
-by default: :func:`agentcube.enable_exit_cleanup` turns it on for the whole process.
+over; this module never calls back into a client (so it never waits on a client's lock).
+
+At interpreter exit the sessions still registered are named on stderr with what to do about
+them (:func:`report_at_exit`); nothing is deleted unless :func:`agentcube.enable_exit_cleanup`
+turned on the cleanup for the whole process (then also on SIGTERM). :func:`tell` is the one
+place the SDK writes to stderr itself: where a warning must be seen, since Python hides
+ResourceWarning and the SDK's logger has no handler unless the application gave it one.
 """
 
 from __future__ import annotations
@@ -39,12 +44,17 @@ _lock = threading.RLock()
 _timeout = 10.0
 _enabled = False
 _previous_sigterm: Any = None
+_hooked = False  # the atexit hook is installed
+# Owned sessions whose clients were garbage-collected without stop() while the cleanup was
+# off: nothing will delete them, and the exit report still names them.
+_collected: list[tuple[str, str]] = []
 
 
 def _forget_in_child() -> None:
     """A forked child owns none of its parent's sessions: its cleanup must never touch them."""
-    global _owned, _lock
+    global _owned, _lock, _collected
     _owned = {}
+    _collected = []
     _lock = threading.RLock()
 
 
@@ -55,6 +65,58 @@ if hasattr(os, "register_at_fork"):
 def register(key: object, kind: ResourceKind, session_id: str, endpoint: Endpoint) -> None:
     with _lock:
         _owned[key] = _Owned(kind, session_id, endpoint)
+    _hook_exit()
+
+
+def collected(key: object) -> None:
+    """The client owning ``key`` was garbage-collected without stop() and nothing will delete
+    its session: keep it only for the exit report."""
+    with _lock:
+        entry = _owned.pop(key, None)
+        if entry is not None:
+            _collected.append((entry.kind.name, entry.session_id))
+
+
+def _hook_exit() -> None:
+    global _hooked
+    if not _hooked:
+        _hooked = True
+        atexit.register(_at_exit)
+
+
+def _at_exit() -> None:
+    if _enabled:
+        cleanup_owned_sessions()  # names on stderr what it could not delete
+    else:
+        report_at_exit()
+
+
+def still_owned() -> list[tuple[str, str]]:
+    """``(kind name, session id)`` of every session this process owns and has not deleted."""
+    with _lock:
+        return [(e.kind.name, e.session_id) for e in _owned.values()] + list(_collected)
+
+
+def report_at_exit() -> None:
+    """Name on stderr each owned session still running (none is deleted here)."""
+    left = still_owned()
+    if not left:
+        return
+    names = ", ".join(f"{kind} {sid}" for kind, sid in left)
+    tell(
+        f"{len(left)} session(s) this process created are still running at exit and were not "
+        f"deleted: {names}. Call stop() on the client (or use it in a `with` block) to delete "
+        "a session; detach() to keep one on purpose for another process; or "
+        "agentcube.enable_exit_cleanup() to delete such sessions at exit"
+    )
+
+
+def tell(message: str) -> None:
+    """Write ``message`` on stderr as one ``agentcube: ...`` line (see the module docstring)."""
+    try:
+        print(f"agentcube: {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):  # stderr closed or None
+        pass
 
 
 def unregister(key: object) -> None:
@@ -91,7 +153,7 @@ def enable_exit_cleanup(timeout: float = 10.0, *, handle_sigterm: bool = True) -
         if _enabled:
             return
         _enabled = True
-    atexit.register(cleanup_owned_sessions)
+    _hook_exit()
     from ._drivers._sync import start_watchdog
 
     # Started now: at interpreter exit no new thread may start, and the watchdog is what bounds
@@ -156,12 +218,7 @@ def cleanup_owned_sessions() -> list[str]:
         )
         logger.error(message)
         warnings.warn(message, ResourceWarning, stacklevel=2)
-        # Where the user will see it: Python hides ResourceWarning, and the SDK's logger has no
-        # handler unless the application gave it one.
-        try:
-            print(f"agentcube: {message}", file=sys.stderr, flush=True)
-        except (OSError, ValueError):  # stderr closed
-            pass
+        tell(message)
     return left
 
 

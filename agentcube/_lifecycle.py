@@ -266,7 +266,10 @@ class SessionCore:
         if self.bootstraps_through_router:
             return (
                 yield from bootstrap(
-                    self._router_target(None), sent=self._create_calls, on_id=self._claim
+                    self._router_target(None),
+                    sent=self._create_calls,
+                    on_id=self._claim,
+                    template=(self.kind, self.name, self.namespace),
                 )
             )
         assert self._control is not None
@@ -332,6 +335,8 @@ class SessionCore:
             self.session_id = session_id
             self._relation = Relation.OWNED
             self._register_for_exit_cleanup()
+            if self._control is None:
+                self._tell_cannot_delete()
 
     def _answered_id(self) -> str | None:
         """The id of the session the last create made, read from its recorded answer."""
@@ -483,6 +488,16 @@ class SessionCore:
         _exit_cleanup.unregister(self._cleanup_key)
         return self.session_id
 
+    def _tell_cannot_delete(self) -> None:
+        """Said once, on stderr, the moment an owned session turns out undeletable."""
+        self._reported = True
+        _exit_cleanup.tell(
+            f"{type(self).__name__} created session {self.session_id} but has no "
+            f"WorkloadManager URL to delete it with: stop() will leave it running until the "
+            f"template's idle timeout. Pass workload_manager_url=... or set "
+            f"{_config.WORKLOAD_MANAGER_URL_ENV} so that stop() and `with` delete it"
+        )
+
     def _register_for_exit_cleanup(self) -> None:
         if self._control is not None and self.session_id is not None:
             _exit_cleanup.register(self._cleanup_key, self.kind, self.session_id, self._control)
@@ -554,7 +569,10 @@ class SessionCore:
             fate = "exit cleanup will delete it when the process ends"
         else:
             fate = "the sandbox may still be running"
-            _exit_cleanup.unregister(self._cleanup_key)
+            if getattr(self, "_pid", None) == os.getpid():
+                _exit_cleanup.collected(self._cleanup_key)  # named again at exit
+            else:
+                _exit_cleanup.unregister(self._cleanup_key)
         warnings.warn(
             f"{type(self).__name__} owning session {self.session_id} was garbage-collected "
             f"without stop(), delete() or detach(); {fate}",

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from ._files import Progress
 from ._wire import (
     SESSION_HEADER,
     USER_AGENT,
@@ -246,11 +247,12 @@ class Call:
         """Log (at DEBUG) an answer that arrived ``started`` (``time.perf_counter()``)."""
         if http_logger.isEnabledFor(logging.DEBUG):
             http_logger.debug(
-                "%s -> %d in %.1f ms (attempt %d)",
+                "%s -> %d in %.1f ms (attempt %d)%s",
                 self.describe(),
                 status,
                 (time.perf_counter() - started) * 1000,
                 attempt,
+                "; the body follows" if self.sink is not None and status < 300 else "",
             )
 
     def log_retry(self, attempt: int, why: str) -> None:
@@ -374,12 +376,19 @@ class Multipart:
     """A multipart/form-data body: text fields, then one file part from bytes or a file range.
 
     It has a length, so it is sent with a Content-Length, and can be produced again from the
-    start if the request is re-sent. The transports stream the file range in chunks.
+    start if the request is re-sent. The transports stream the file range in chunks (and bytes
+    too when a ``progress`` counts what was sent).
     """
 
-    __slots__ = ("boundary", "head", "length", "source", "tail")
+    __slots__ = ("boundary", "head", "length", "progress", "source", "tail")
 
-    def __init__(self, fields: Mapping[str, str], source: bytes | FileRange, boundary: str) -> None:
+    def __init__(
+        self,
+        fields: Mapping[str, str],
+        source: bytes | FileRange,
+        boundary: str,
+        progress: Progress | None = None,
+    ) -> None:
         parts = [
             f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'.encode()
             + value.encode("utf-8")
@@ -394,6 +403,7 @@ class Multipart:
         self.head = b"".join(parts)
         self.tail = f"\r\n--{boundary}--\r\n".encode()
         self.source = source
+        self.progress = progress
         size = len(source) if isinstance(source, bytes) else source.length
         self.length = len(self.head) + size + len(self.tail)
 

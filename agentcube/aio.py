@@ -21,10 +21,12 @@ import abc
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from ._arguments import AgentRuntimeArguments, CodeInterpreterArguments, SessionArguments
+from ._config import DEFAULT_READ_LIMIT
 from ._drivers._async import arun, run_now, shared_transport
 from ._flows import code as code_flows
 from ._flows import commands, files
@@ -32,6 +34,7 @@ from ._flows._common import RouterTarget
 from ._flows.agent_runtime import answer_of, invoke
 from ._flows.commands import BackgroundProcess
 from ._lifecycle import Phase, StopOutcome, add_note
+from ._logging import verbose_scope
 from ._protocol import Flow
 from .exceptions import SessionError, SessionNotFoundError
 from .kinds import AGENT_RUNTIME, CODE_INTERPRETER
@@ -121,19 +124,22 @@ class AsyncManagedSessionClient(SessionArguments, abc.ABC):
             if self._phase is not Phase.OPEN:
                 raise SessionError(f"{type(self).__name__} is stopped; open a new client")
             try:
-                await arun(self._start_flow(None), self._transport)
+                with verbose_scope(self.verbose):
+                    await arun(self._start_flow(None), self._transport)
             except BaseException as exc:
                 if self.dp_client is not None:
                     # Created in full, then the task was cancelled: delete what it made.
                     self._close_data_plane()
-                    await arun(self._roll_back_flow(exc), self._transport)
+                    with verbose_scope(self.verbose):
+                        await arun(self._roll_back_flow(exc), self._transport)
                 raise
             self._started = True
         return self
 
     async def _run(self, flow: Flow[T]) -> T:
         try:
-            return await arun(flow, self._transport)
+            with verbose_scope(self.verbose):
+                return await arun(flow, self._transport)
         except SessionNotFoundError as exc:
             self._forget_if_lost(exc)
             raise
@@ -303,10 +309,14 @@ class AsyncCodeInterpreterClient(CodeInterpreterArguments, AsyncManagedSessionCl
         *,
         mode: str | int | None = None,
         part_size: int | None = None,
+        on_progress: Callable[[int, int | None], object] | None = None,
     ) -> None:
         """Write text (UTF-8) or bytes to ``remote_path`` in the sandbox, any size; ``mode``
-        holds also over an existing file; over ``part_size`` (8 MiB) it goes in parts."""
-        await self._run(files.write_file(self._target(), content, remote_path, mode, part_size))
+        holds also over an existing file; over ``part_size`` (8 MiB) it goes in parts.
+        ``on_progress(done_bytes, total_bytes)`` is called after each chunk sent."""
+        await self._run(
+            files.write_file(self._target(), content, remote_path, mode, part_size, on_progress)
+        )
 
     async def upload_file(
         self,
@@ -315,20 +325,68 @@ class AsyncCodeInterpreterClient(CodeInterpreterArguments, AsyncManagedSessionCl
         *,
         mode: str | int | None = None,
         part_size: int | None = None,
+        on_progress: Callable[[int, int | None], object] | None = None,
     ) -> None:
-        """Stream a local file to ``remote_path``, any size, in constant memory.
+        """Stream a local file to ``remote_path``, any size, in constant memory;
+        ``on_progress(done_bytes, total_bytes)`` is called after each chunk sent.
 
         Raises:
             FileNotFoundError: ``local_path`` does not exist (nothing is sent).
         """
         await self._run(
-            files.upload_file(self._target(), os.fspath(local_path), remote_path, mode, part_size)
+            files.upload_file(
+                self._target(), os.fspath(local_path), remote_path, mode, part_size, on_progress
+            )
         )
 
-    async def download_file(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:
+    async def download_file(
+        self,
+        remote_path: str,
+        local_path: str | os.PathLike[str],
+        *,
+        on_progress: Callable[[int, int | None], object] | None = None,
+    ) -> None:
         """Stream ``remote_path`` to ``local_path`` (missing directories are created); a
-        failed download leaves no partial file."""
-        await self._run(files.download_file(self._target(), remote_path, os.fspath(local_path)))
+        failed download leaves no partial file.
+        ``on_progress(done_bytes, total_bytes)`` is called after each chunk received
+        (``total_bytes`` None when the sandbox does not say the size)."""
+        await self._run(
+            files.download_file(self._target(), remote_path, os.fspath(local_path), on_progress)
+        )
+
+    @overload
+    async def read_file(
+        self,
+        remote_path: str,
+        *,
+        text: Literal[False] = False,
+        max_bytes: int = DEFAULT_READ_LIMIT,
+        on_progress: Callable[[int, int | None], object] | None = None,
+    ) -> bytes: ...
+
+    @overload
+    async def read_file(
+        self,
+        remote_path: str,
+        *,
+        text: Literal[True],
+        max_bytes: int = DEFAULT_READ_LIMIT,
+        on_progress: Callable[[int, int | None], object] | None = None,
+    ) -> str: ...
+
+    async def read_file(
+        self,
+        remote_path: str,
+        *,
+        text: bool = False,
+        max_bytes: int = DEFAULT_READ_LIMIT,
+        on_progress: Callable[[int, int | None], object] | None = None,
+    ) -> bytes | str:
+        """Read a small file of the sandbox into memory: its bytes, or with ``text=True`` its
+        UTF-8 text; arguments and errors as :meth:`agentcube.CodeInterpreterClient.read_file`."""
+        return await self._run(
+            files.read_file(self._target(), remote_path, text, max_bytes, on_progress)
+        )
 
     async def list_files(self, path: str = ".") -> list[dict[str, Any]]:
         """List a sandbox directory: dicts with ``name``, ``size``, ``modified``, ``mode``,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any, Literal, overload
 
 from ._arguments import CodeInterpreterArguments
+from ._config import DEFAULT_READ_LIMIT
 from ._flows import code as code_flows
 from ._flows import commands, files
 from ._flows.commands import BackgroundProcess
@@ -29,7 +31,9 @@ class CodeInterpreterClient(CodeInterpreterArguments, ManagedSessionClient):
     Args:
         name: the CodeInterpreter template.
         namespace: its Kubernetes namespace.
-        ttl: sent with the create (the WorkloadManager decides the lifetime itself).
+        ttl: sent with the create, and ignored by AgentCube: the template's
+            ``maxSessionDuration`` and ``sessionTimeout`` (idle) decide how long a session
+            lives; delete it with ``stop()`` or ``with``.
         workload_manager_url: defaults to ``WORKLOAD_MANAGER_URL``; needed also to attach,
             since ``stop()`` deletes.
         router_url: defaults to ``ROUTER_URL``.
@@ -141,14 +145,18 @@ class CodeInterpreterClient(CodeInterpreterArguments, ManagedSessionClient):
         *,
         mode: str | int | None = None,
         part_size: int | None = None,
+        on_progress: Callable[[int, int | None], object] | None = None,
     ) -> None:
         """Write text (UTF-8) or bytes to ``remote_path`` in the sandbox, any size.
 
         ``mode`` (e.g. ``"0755"``) holds also over an existing file. Files over ``part_size``
-        (8 MiB) go in parts assembled in the sandbox atomically.
+        (8 MiB) go in parts assembled in the sandbox atomically. ``on_progress(done_bytes,
+        total_bytes)`` is called after each chunk sent (see ``examples/progress.py``).
         """
         # The file's info is not returned: no wire model is built for it.
-        self._run(files.write_file(self._target(), content, remote_path, mode, part_size))
+        self._run(
+            files.write_file(self._target(), content, remote_path, mode, part_size, on_progress)
+        )
 
     def upload_file(
         self,
@@ -157,16 +165,75 @@ class CodeInterpreterClient(CodeInterpreterArguments, ManagedSessionClient):
         *,
         mode: str | int | None = None,
         part_size: int | None = None,
+        on_progress: Callable[[int, int | None], object] | None = None,
     ) -> None:
-        """Stream a local file to ``remote_path``, any size, in constant memory."""
+        """Stream a local file to ``remote_path``, any size, in constant memory;
+        ``on_progress(done_bytes, total_bytes)`` is called after each chunk sent."""
         self._run(
-            files.upload_file(self._target(), os.fspath(local_path), remote_path, mode, part_size)
+            files.upload_file(
+                self._target(), os.fspath(local_path), remote_path, mode, part_size, on_progress
+            )
         )
 
-    def download_file(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:
+    def download_file(
+        self,
+        remote_path: str,
+        local_path: str | os.PathLike[str],
+        *,
+        on_progress: Callable[[int, int | None], object] | None = None,
+    ) -> None:
         """Stream ``remote_path`` to ``local_path`` (missing directories are created); a
-        failed download leaves no partial file."""
-        self._run(files.download_file(self._target(), remote_path, os.fspath(local_path)))
+        failed download leaves no partial file.
+        ``on_progress(done_bytes, total_bytes)`` is called after each chunk received
+        (``total_bytes`` None when the sandbox does not say the size)."""
+        self._run(
+            files.download_file(self._target(), remote_path, os.fspath(local_path), on_progress)
+        )
+
+    @overload
+    def read_file(
+        self,
+        remote_path: str,
+        *,
+        text: Literal[False] = False,
+        max_bytes: int = DEFAULT_READ_LIMIT,
+        on_progress: Callable[[int, int | None], object] | None = None,
+    ) -> bytes: ...
+
+    @overload
+    def read_file(
+        self,
+        remote_path: str,
+        *,
+        text: Literal[True],
+        max_bytes: int = DEFAULT_READ_LIMIT,
+        on_progress: Callable[[int, int | None], object] | None = None,
+    ) -> str: ...
+
+    def read_file(
+        self,
+        remote_path: str,
+        *,
+        text: bool = False,
+        max_bytes: int = DEFAULT_READ_LIMIT,
+        on_progress: Callable[[int, int | None], object] | None = None,
+    ) -> bytes | str:
+        """Read a small file of the sandbox into memory: its bytes, or with ``text=True`` its
+        UTF-8 text (``GET api/files/<path>``, streamed).
+
+        Args:
+            remote_path: the file, relative to the workspace.
+            text: decode it as UTF-8 (invalid bytes raise ``UnicodeDecodeError``).
+            max_bytes: refuse a file larger than this (16 MiB by default); raise it, or use
+                ``download_file`` for large files.
+            on_progress: called as ``on_progress(done_bytes, total_bytes)`` after each chunk.
+
+        Raises:
+            NotFoundError: no such file.
+            DataPlaneError: the file is larger than ``max_bytes`` (nothing is kept).
+            APIConnectionError: the transfer broke off (nothing is returned).
+        """
+        return self._run(files.read_file(self._target(), remote_path, text, max_bytes, on_progress))
 
     def list_files(self, path: str = ".") -> list[dict[str, Any]]:
         """List a sandbox directory: dicts with ``name``, ``size``, ``modified``, ``mode``,

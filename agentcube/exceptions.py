@@ -229,6 +229,29 @@ def _answered_by_service(headers: Any, body: Any) -> bool:
     return SESSION_HEADER not in headers and ("message" in body or "error" in body)
 
 
+# The text body of the 404 the Go services' framework answers for a route it does not have.
+# Neither AgentCube service answers it for a request the SDK sends to the right one.
+_GIN_NOT_FOUND = "404 page not found"
+
+
+def _wrong_service_hint(where: str) -> str:
+    """Which URL looks wrong, for a route the server at it does not have (``where`` is
+    ``METHOD URL``; every Router path of the SDK's has ``/v1/namespaces/``, no WorkloadManager
+    path has)."""
+    url = where.partition(" ")[2]
+    routed = "/v1/namespaces/" in url
+    base = url.split("/v1/namespaces/" if routed else "/v1/", 1)[0]
+    this, other, setting = (
+        ("Router", "WorkloadManager", "router_url / ROUTER_URL")
+        if routed
+        else ("WorkloadManager", "Router", "workload_manager_url / WORKLOAD_MANAGER_URL")
+    )
+    return (
+        f" ({base} has no such route, so it does not look like AgentCube's {this}: is it the "
+        f"{other}'s URL? check {setting})"
+    )
+
+
 def error_from_reply(
     where: str,
     status: int,
@@ -265,6 +288,8 @@ def error_from_reply(
         text += f": redirected to {location[:_MESSAGE_LIMIT]} (not followed; check the URL)"
     elif message:
         text += f": {message}"
+    if status == 404 and body is _NOT_JSON and message == _GIN_NOT_FOUND:
+        text += _wrong_service_hint(where)
     return cls(
         text,
         response=response,

@@ -17,6 +17,7 @@ from ._arguments import SessionArguments
 from ._drivers._sync import SyncTransport, pooled_session, run
 from ._flows._common import RouterTarget
 from ._lifecycle import StopOutcome, add_note
+from ._logging import verbose_scope
 from ._protocol import Flow
 from .clients.control_plane import ControlPlaneClient
 from .exceptions import SessionNotFoundError
@@ -74,7 +75,8 @@ class ManagedSessionClient(SessionArguments, abc.ABC):
 
     def _run(self, flow: Flow[T]) -> T:
         try:
-            return run(flow, self._transport)
+            with verbose_scope(self.verbose):
+                return run(flow, self._transport)
         except SessionNotFoundError as exc:
             with self._lock:
                 self._forget_if_lost(exc)

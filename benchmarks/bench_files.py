@@ -299,6 +299,7 @@ def bench_broken_download(s: Settings, report: Report, work: str) -> None:
             assert sid is not None
             ci.execute_command(f"head -c {size} /dev/urandom > big.bin")
             ci.close()
+            ci.detach()  # the session ends with the server this test kills: nothing to stop
             dest_dir = os.path.join(work, f"broken-{attempt}")
             os.makedirs(dest_dir)
             dest = os.path.join(dest_dir, "target.bin")

@@ -47,13 +47,36 @@ def service_account_token_path(
 
 @pytest.fixture(autouse=True)
 def restore_agentcube_logger() -> Iterator[None]:
-    """Undo what ``verbose=True`` does to the ``agentcube`` logger (a handler and a level)."""
+    """Undo what ``verbose=True`` does to the SDK's loggers (a handler on the package logger,
+    a level and a filter on each of the others)."""
     logger = logging.getLogger("agentcube")
     handlers = list(logger.handlers)
     level = logger.level
+    children = {
+        name: (child.level, list(child.filters))
+        for name, child in logging.root.manager.loggerDict.items()
+        if name.startswith("agentcube.") and isinstance(child, logging.Logger)
+    }
     yield
     for handler in logger.handlers:
         if handler not in handlers:
             handler.close()
     logger.handlers[:] = handlers
     logger.setLevel(level)
+    for name, child in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("agentcube.") and isinstance(child, logging.Logger):
+            before_level, before_filters = children.get(name, (logging.NOTSET, []))
+            child.setLevel(before_level)
+            child.filters[:] = before_filters
+
+
+@pytest.fixture(autouse=True)
+def forget_owned_sessions() -> Iterator[None]:
+    """Each test's owned sessions are its own business (the integration suites check the
+    server for leaks): none is named in an exit report of the test process."""
+    yield
+    from agentcube import _exit_cleanup
+
+    with _exit_cleanup._lock:
+        _exit_cleanup._owned.clear()
+        _exit_cleanup._collected.clear()

@@ -34,6 +34,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from .._credentials import abearer_header_value
 from .._protocol import Call, FileRange, Flow, Local, Multipart, Reply, connection_error
 from ..exceptions import InvalidArgumentError, error_from_reply
+from ._causes import connection_failed, failure_cause, host_of
 from ._responses import detached_response, forget_library_locals, library_prefixes, sent_secrets
 
 logger = logging.getLogger("agentcube._http")
@@ -188,20 +189,22 @@ class AsyncTransport:
                     raise InvalidArgumentError(
                         f"{call.describe()}: the request cannot be sent ({type(failure).__name__})"
                     )
+                cause = failure_cause(failure, host_of(call))
                 never_sent = isinstance(
                     failure, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
                 )
                 pause = call.retry_pause(attempt, never_sent=never_sent)
                 if pause is not None and not (flight is not None and flight.abandoned):
-                    call.log_retry(attempt, type(failure).__name__)
+                    call.log_retry(attempt, cause.words or type(failure).__name__)
                     failure = None
                     await asyncio.sleep(pause)
                     continue
-                raise connection_error(
+                raise connection_failed(
                     call,
+                    cause,
+                    type(failure).__name__,
                     timed_out=isinstance(failure, httpx.TimeoutException),
-                    reason=type(failure).__name__,
-                    reached_server=not never_sent,
+                    never_sent=never_sent,
                 )
             status, reply = outcome
             call.log_answer(status, started, attempt)
@@ -301,14 +304,30 @@ def _wire_body(call: Call, headers: dict[str, str]) -> Any:
     if not isinstance(body, Multipart):
         return body
     source = body.source
-    if isinstance(source, bytes):
+    if isinstance(source, bytes) and body.progress is None:
         return body.head + source + body.tail
     headers["Content-Length"] = str(body.length)
-    return _file_body(body, source)
+    return _file_body(body)
 
 
-async def _file_body(body: Multipart, source: FileRange) -> AsyncIterator[bytes]:
+async def _file_body(body: Multipart) -> AsyncIterator[bytes]:
+    """The body, its file part in chunks, each counted by the body's progress once sent."""
+    progress = body.progress
+    if progress is not None:
+        progress.restart()
     yield body.head
+    async for chunk in _source_chunks(body.source):
+        yield chunk
+        if progress is not None:
+            progress.advance(len(chunk))
+    yield body.tail
+
+
+async def _source_chunks(source: bytes | FileRange) -> AsyncIterator[bytes]:
+    if isinstance(source, bytes):
+        for offset in range(0, len(source), CHUNK):
+            yield source[offset : offset + CHUNK]
+        return
     f = await asyncio.to_thread(open, source.path, "rb")
     try:
         await asyncio.to_thread(f.seek, source.offset)
@@ -321,12 +340,11 @@ async def _file_body(body: Multipart, source: FileRange) -> AsyncIterator[bytes]
             yield chunk
     finally:
         await asyncio.to_thread(f.close)
-    yield body.tail
 
 
 async def _stream_to_sink(call: Call, response: httpx.Response) -> Reply:
     sink = call.sink
-    await asyncio.to_thread(sink.open)
+    await asyncio.to_thread(sink.open, response.headers)
     try:
         async for chunk in response.aiter_bytes(CHUNK):
             await asyncio.to_thread(sink.write, chunk)

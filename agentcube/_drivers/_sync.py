@@ -21,6 +21,7 @@ import requests
 from .._credentials import bearer_header_value
 from .._protocol import Call, FileRange, Flow, Local, Multipart, Reply
 from ..exceptions import APIConnectionError, InvalidArgumentError, error_from_reply
+from ._causes import connection_failed, failure_cause, host_of
 from ._pool import pooled_session, session_with_own_pool
 from ._responses import detached_response, forget_library_locals, library_prefixes, sent_secrets
 from ._watchdog import keep_signals_for_the_main_thread, start_watchdog, watchdog
@@ -82,7 +83,8 @@ _NO_AUTH = _NoAuth()
 
 
 class _FileBody:
-    """A multipart body whose file range is read while it is sent (constant memory)."""
+    """A multipart body whose file part is read while it is sent (constant memory for a file
+    range), counted by the body's progress chunk by chunk."""
 
     __slots__ = ("_body",)
 
@@ -94,28 +96,43 @@ class _FileBody:
 
     def __iter__(self) -> Iterator[bytes]:
         body = self._body
+        progress = body.progress
+        if progress is not None:
+            progress.restart()  # a re-sent request counts from its start again
         yield body.head
-        source = body.source
-        assert isinstance(source, FileRange)
-        with open(source.path, "rb") as f:
-            f.seek(source.offset)
-            left = source.length
-            while left > 0:
-                chunk = f.read(min(CHUNK, left))
-                if not chunk:
-                    raise OSError(f"{source.path} shrank while it was being sent")
-                left -= len(chunk)
-                yield chunk
+        for chunk in _source_chunks(body.source):
+            yield chunk
+            if progress is not None:  # sent: requests asks for the next one only then
+                progress.advance(len(chunk))
         yield body.tail
 
 
+def _source_chunks(source: bytes | FileRange) -> Iterator[bytes]:
+    if isinstance(source, bytes):
+        for offset in range(0, len(source), CHUNK):
+            yield source[offset : offset + CHUNK]
+        return
+    with open(source.path, "rb") as f:
+        f.seek(source.offset)
+        left = source.length
+        while left > 0:
+            chunk = f.read(min(CHUNK, left))
+            if not chunk:
+                raise OSError(f"{source.path} shrank while it was being sent")
+            left -= len(chunk)
+            yield chunk
+
+
 def _wire_body(call: Call) -> Any:
-    """What requests sends for ``call``: bytes, or a re-iterable file body with a length."""
+    """What requests sends for ``call``: bytes, or a re-iterable body with a length (a file
+    range, or bytes whose sending is counted)."""
     body = call.body
     if not isinstance(body, Multipart):
         return body
     source = body.source
-    return body.head + source + body.tail if isinstance(source, bytes) else _FileBody(body)
+    if isinstance(source, bytes) and body.progress is None:
+        return body.head + source + body.tail
+    return _FileBody(body)
 
 
 class SyncTransport:
@@ -191,15 +208,20 @@ class SyncTransport:
                     )
                 if not isinstance(failure, requests.RequestException):
                     raise failure
-                never_sent = _never_sent(failure)
+                cause = failure_cause(failure, host_of(call))
+                never_sent = _never_sent(failure) or cause.never_sent is True
                 pause = call.retry_pause(attempt, never_sent=never_sent)
                 if pause is not None:
-                    call.log_retry(attempt, type(failure).__name__)
+                    call.log_retry(attempt, cause.words or type(failure).__name__)
                     failure = None
                     time.sleep(pause)
                     continue
-                raise _connection_error(
-                    call, isinstance(failure, requests.Timeout), _reason(failure), not never_sent
+                raise connection_failed(
+                    call,
+                    cause,
+                    _reason(failure),
+                    timed_out=isinstance(failure, requests.Timeout),
+                    never_sent=never_sent,
                 )
             status = response.status_code
             call.log_answer(status, started, attempt)
@@ -231,7 +253,7 @@ class SyncTransport:
         sink = call.sink
         broken: str | None = None
         with response:
-            sink.open()
+            sink.open(response.headers)
             try:
                 for chunk in response.iter_content(CHUNK):
                     sink.write(chunk)

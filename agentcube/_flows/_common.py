@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .._config import check_name, check_namespace
 from .._protocol import Call, Endpoint, Reply
 from .._wire import SESSION_HEADER
-from ..exceptions import DataPlaneError
+from ..exceptions import DataPlaneError, NotFoundError
 
 if TYPE_CHECKING:
     from ..kinds import ResourceKind
@@ -22,6 +22,28 @@ logger = logging.getLogger("agentcube.ops")
 # The read timeout of a create (WorkloadManager POST or Router bootstrap): longer than the
 # 2 minutes after which the WorkloadManager answers 504 for a sandbox that is not ready.
 CREATE_READ_TIMEOUT = 150.0
+
+
+# How agentcube-local is given a template of each kind, and the one it has built in.
+_LOCAL_TEMPLATES = {
+    "AgentRuntime": ("--agent", "echo-agent"),
+    "CodeInterpreter": ("--code-interpreter", "my-interpreter"),
+}
+
+
+def name_missing_template(
+    exc: NotFoundError, kind: ResourceKind, name: str, namespace: str
+) -> None:
+    """Add to a create's 404 (the service's own answer for an unknown template, which names
+    neither) which template was asked for, and how to get one."""
+    if exc.message is None or exc.message == "404 page not found":
+        return  # not about the template: the URL is wrong (the message says so)
+    hint = f"no {kind.name} template {name!r} in namespace {namespace!r}: deploy one"
+    local = _LOCAL_TEMPLATES.get(kind.name)
+    if local is not None:
+        option, built_in = local
+        hint += f", or start agentcube-local with `{option} {name}` (it has {built_in!r} built in)"
+    exc.args = (f"{exc.args[0]} ({hint})", *exc.args[1:])
 
 
 class RouterTarget(NamedTuple):

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .._config import check_server_session_id, check_text, check_timeout, is_valid_session_id
 from .._protocol import ONCE, Call, Flow, Reply, encode_json
 from .._wire import SESSION_HEADER
-from ..exceptions import InvalidArgumentError, InvalidResponseError, SessionError
-from ._common import CREATE_READ_TIMEOUT, RouterTarget, logger
+from ..exceptions import InvalidArgumentError, InvalidResponseError, NotFoundError, SessionError
+from ._common import CREATE_READ_TIMEOUT, RouterTarget, logger, name_missing_template
+
+if TYPE_CHECKING:
+    from ..kinds import ResourceKind
 
 # Every status from 300 on, returned to the flow instead of raised. A bare GET may be answered
 # 3xx-5xx by the agent itself: the session exists all the same, and the router's session header
@@ -23,12 +26,15 @@ def bootstrap(
     target: RouterTarget,
     sent: list[Call] | None = None,
     on_id: Callable[[str], None] | None = None,
+    template: tuple[ResourceKind, str, str] | None = None,
 ) -> Flow[str]:
     """A bare ``GET .../invocations/``: the Router creates a session and names it in the
     answer's session header, whatever the agent answered for that path; return its id.
 
     Sent once. The call is appended to ``sent`` before it goes out, and ``on_id`` gets the new
     id the moment it is read (as for :func:`agentcube._flows.control_plane.create_session`).
+    ``template`` (kind, name, namespace) is named in the error when the Router has no such
+    template.
     """
     call = Call(
         target.endpoint,
@@ -45,7 +51,10 @@ def bootstrap(
     header = reply.headers.get(SESSION_HEADER)
     if not header:
         if reply.status >= 300:  # the Router refused without opening a session
-            raise reply.error(f"GET {target.endpoint.base_url}{target.prefix}")
+            error = reply.error(f"GET {target.endpoint.base_url}{target.prefix}")
+            if isinstance(error, NotFoundError) and template is not None:
+                name_missing_template(error, *template)
+            raise error
         raise InvalidResponseError(
             f"Missing required response header: {SESSION_HEADER} (status: {reply.status}, "
             f"content-type: {reply.headers.get('Content-Type')}, "

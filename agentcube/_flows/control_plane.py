@@ -16,8 +16,8 @@ from .._config import (
     is_valid_session_id,
 )
 from .._protocol import Call, Endpoint, Flow, Reply, encode_json
-from ..exceptions import InvalidResponseError
-from ._common import CREATE_READ_TIMEOUT, logger
+from ..exceptions import InvalidResponseError, NotFoundError
+from ._common import CREATE_READ_TIMEOUT, logger, name_missing_template
 
 if TYPE_CHECKING:
     from ..kinds import ResourceKind
@@ -62,7 +62,11 @@ def create_session(
     )
     if sent is not None:
         sent.append(call)
-    reply = yield call
+    try:
+        reply = yield call
+    except NotFoundError as exc:
+        name_missing_template(exc, kind, name, namespace)
+        raise
     session_id: str = _create_body(reply, kind, on_id)["sessionId"]
     logger.info("created %s session %s", kind.name, session_id)
     return session_id

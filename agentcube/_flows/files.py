@@ -7,14 +7,22 @@ from __future__ import annotations
 import os
 import posixpath
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .. import _files
-from .._config import check_mode, check_part_size, check_text, workspace_path
+from .._config import (
+    check_max_bytes,
+    check_mode,
+    check_part_size,
+    check_progress,
+    check_text,
+    workspace_path,
+)
 from .._protocol import Call, FileRange, Flow, Local, Multipart, Reply
 from ..exceptions import DataPlaneError, InvalidArgumentError
-from ._common import RouterTarget, read_answer
+from ._common import RouterTarget, logger, read_answer
 from ._go import go_mode_string, parse_mode
 from .commands import clean_up, run_checked
 
@@ -46,6 +54,7 @@ def write_file(
     remote_path: str,
     mode: object = None,
     part_size: object = None,
+    on_progress: object = None,
 ) -> Flow[dict[str, Any]]:
     """Write text (UTF-8) or bytes to ``remote_path`` in the sandbox (see :func:`upload`)."""
     if isinstance(content, str):
@@ -55,7 +64,7 @@ def write_file(
         data = bytes(content)
     else:
         raise InvalidArgumentError("content must be str or bytes")
-    return (yield from upload(target, data, remote_path, mode, part_size))
+    return (yield from upload(target, data, remote_path, mode, part_size, on_progress))
 
 
 def upload_file(
@@ -64,6 +73,7 @@ def upload_file(
     remote_path: str,
     mode: object = None,
     part_size: object = None,
+    on_progress: object = None,
 ) -> Flow[dict[str, Any]]:
     """Stream a local file to ``remote_path`` (see :func:`upload`); FileNotFoundError before
     anything is sent when it does not exist."""
@@ -72,7 +82,8 @@ def upload_file(
         raise InvalidArgumentError("local_path must be a str path")
     remote = workspace_path(remote_path, allow_root=False)
     size: int = yield Local(_files.file_size, (path,))
-    return (yield from upload(target, FileRange(path, 0, size), remote, mode, part_size))
+    source = FileRange(path, 0, size)
+    return (yield from upload(target, source, remote, mode, part_size, on_progress))
 
 
 def upload(
@@ -81,6 +92,7 @@ def upload(
     remote_path: str,
     mode: object = None,
     part_size: object = None,
+    on_progress: object = None,
 ) -> Flow[dict[str, Any]]:
     """Put ``source`` at ``remote_path``: one multipart ``POST api/files`` up to ``part_size``
     bytes (8 MiB), else in parts assembled in the sandbox (see :func:`_upload_in_parts`).
@@ -90,14 +102,17 @@ def upload(
     mode, a new file gets the sandbox's default (0644 less its umask) and an existing file
     keeps its mode. Returns the file's info as the sandbox answered it, as a dict (the public
     API's :class:`~agentcube.models.FileInfo` is built from it by :func:`file_info`).
+    ``on_progress(done, total)`` is called after each chunk of the file sent.
     """
     remote = workspace_path(remote_path, allow_root=False)
     bits = check_mode(mode)
     limit = check_part_size(part_size)
+    callback = check_progress(on_progress)
     size = len(source) if isinstance(source, bytes) else source.length
+    progress = None if callback is None else _files.Progress(callback, size)
     if size > limit:
-        return (yield from _upload_in_parts(target, source, size, remote, bits, limit))
-    info = yield from _upload_one(target, source, remote, bits)
+        return (yield from _upload_in_parts(target, source, size, remote, bits, limit, progress))
+    info = yield from _upload_one(target, source, remote, bits, progress)
     if bits is not None and parse_mode(info.get("mode")) != bits:
         yield from run_checked(
             target,
@@ -109,10 +124,16 @@ def upload(
 
 
 def _upload_one(
-    target: RouterTarget, source: bytes | FileRange, remote: str, bits: int | None
+    target: RouterTarget,
+    source: bytes | FileRange,
+    remote: str,
+    bits: int | None,
+    progress: _files.Progress | None = None,
 ) -> Flow[dict[str, Any]]:
     fields = {"path": remote, "mode": f"{0o644 if bits is None else bits & 0o777:04o}"}
-    body = Multipart(fields, source, secrets.token_hex(16))
+    if progress is not None:
+        progress.next_request()
+    body = Multipart(fields, source, secrets.token_hex(16), progress)
     reply = yield target.call("POST", "api/files", body=body)
     return parse_file_info(reply, target.session_id)
 
@@ -124,6 +145,7 @@ def _upload_in_parts(
     remote: str,
     bits: int | None,
     part_size: int,
+    progress: _files.Progress | None = None,
 ) -> Flow[dict[str, Any]]:
     """Upload ``source`` as parts under a hidden directory beside the target, then assemble
     them into the target in the sandbox, atomically (``ceil(size / part_size) + 1`` requests).
@@ -131,6 +153,8 @@ def _upload_in_parts(
     parent = posixpath.dirname(remote)
     stem = posixpath.join(parent, f".agentcube-upload-{secrets.token_hex(8)}")
     parts_dir, tmp = "./" + stem, f"./{stem}.tmp"
+    count = -(-size // part_size)
+    started = time.perf_counter()
     try:
         for index, offset in enumerate(range(0, size, part_size)):
             length = min(part_size, size - offset)
@@ -139,12 +163,20 @@ def _upload_in_parts(
                 chunk = source[offset : offset + length]
             else:
                 chunk = FileRange(source.path, source.offset + offset, length)
-            yield from _upload_one(target, chunk, f"{stem}/{index:08d}", None)
+            logger.debug("upload of %r: part %d/%d, %s", remote, index + 1, count, _mib(length))
+            yield from _upload_one(target, chunk, f"{stem}/{index:08d}", None, progress)
         mode = "" if bits is None else f"{bits:o}"
         yield from run_checked(
             target,
             ["sh", "-c", ASSEMBLE, "sh", parts_dir, tmp, "./" + remote, str(size), mode],
             f"upload of {remote!r} could not be assembled in the sandbox",
+        )
+        logger.debug(
+            "upload of %r: %s in %d parts, assembled, in %.2f s",
+            remote,
+            _mib(size),
+            count,
+            time.perf_counter() - started,
         )
     except GeneratorExit:
         raise
@@ -178,8 +210,43 @@ def file_info(info: dict[str, Any]) -> FileInfo:
     return FileInfo.model_validate(info)
 
 
-def download_file(target: RouterTarget, remote_path: str, local_path: str) -> Flow[None]:
+def download_file(
+    target: RouterTarget, remote_path: str, local_path: str, on_progress: object = None
+) -> Flow[None]:
     """Stream ``remote_path`` into ``local_path`` (see :class:`agentcube._files.FileSink`).
+
+    ``on_progress(done, total)`` is called after each chunk received (``total`` None when the
+    answer does not say its size).
+    """
+    local = os.fspath(local_path)
+    if not isinstance(local, str):
+        raise InvalidArgumentError("local_path must be a str path")
+    callback = check_progress(on_progress)
+    sink = _files.FileSink(os.path.abspath(local), remote_path, target.session_id, callback)
+    yield from _fetch(target, remote_path, sink)
+
+
+def read_file(
+    target: RouterTarget,
+    remote_path: str,
+    text: bool,
+    max_bytes: object,
+    on_progress: object = None,
+) -> Flow[bytes | str]:
+    """The content of ``remote_path`` (UTF-8 text with ``text``), streamed into memory and
+    refused (DataPlaneError) past ``max_bytes``; whole or not at all, as a download (see
+    :func:`download_file`)."""
+    limit = check_max_bytes(max_bytes)
+    sink = _files.MemorySink(remote_path, target.session_id, limit, check_progress(on_progress))
+    yield from _fetch(target, remote_path, sink)
+    assert sink.data is not None
+    return sink.data.decode("utf-8") if text else sink.data
+
+
+def _fetch(
+    target: RouterTarget, remote_path: str, sink: _files.FileSink | _files.MemorySink
+) -> Flow[None]:
+    """``GET api/files/<path>`` into ``sink``.
 
     The path is cleaned first (the sandbox's file server refuses any ``..`` element). The file
     server redirects every ``.../index.html`` to its directory; on a redirect the file is
@@ -187,10 +254,6 @@ def download_file(target: RouterTarget, remote_path: str, local_path: str) -> Fl
     removed.
     """
     remote = workspace_path(remote_path, allow_root=False)
-    local = os.fspath(local_path)
-    if not isinstance(local, str):
-        raise InvalidArgumentError("local_path must be a str path")
-    sink = _files.FileSink(os.path.abspath(local), remote_path, target.session_id)
     yield Local(sink.prepare)
     reply = yield _download_call(target, remote, sink)
     if reply.status not in _REDIRECTS:
@@ -214,9 +277,15 @@ def download_file(target: RouterTarget, remote_path: str, local_path: str) -> Fl
     return None
 
 
-def _download_call(target: RouterTarget, remote: str, sink: _files.FileSink) -> Call:
+def _download_call(
+    target: RouterTarget, remote: str, sink: _files.FileSink | _files.MemorySink
+) -> Call:
     encoded = "/".join(quote(segment, safe="") for segment in remote.split("/"))
-    return target.call("GET", "api/files/" + encoded, sink=sink, ok=_REDIRECTS)
+    call = target.call("GET", "api/files/" + encoded, sink=sink, ok=_REDIRECTS)
+    if sink.counts_progress:
+        # Uncompressed, so that the answer says its size: the progress has a total.
+        call.headers = {**(call.headers or {}), "Accept-Encoding": "identity"}
+    return call
 
 
 def list_files(target: RouterTarget, path: str = ".") -> Flow[list[dict[str, Any]]]:
@@ -238,3 +307,7 @@ def list_files(target: RouterTarget, path: str = ".") -> Flow[list[dict[str, Any
             f"api/files answered an invalid listing for {path!r} (session {target.session_id})"
         )
     return files
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import math
 import signal
@@ -36,9 +37,16 @@ templates:
   replaces the echo agent). Likewise each --code-interpreter adds a CodeInterpreter
   template to the default "my-interpreter". Templates exist in every namespace.
 
-example:
-  eval "$(python -m agentcube.local --port 8080 | head -n 2)"   # in another shell, or:
-  python -m agentcube.local --agent my-agent=http://127.0.0.1:9000 --token s3cret"""
+examples:
+  agentcube-local --port 8080 &        # serve in the background (Router on 8081), then:
+  export WORKLOAD_MANAGER_URL=http://127.0.0.1:8080 ROUTER_URL=http://127.0.0.1:8081
+  agentcube-local sessions --port 8080 # which sessions it holds
+  kill %1                              # stop it: every session is deleted
+  agentcube-local --agent my-agent=http://127.0.0.1:9000 --token s3cret
+
+  (python -m agentcube.local works the same.)"""
+
+_PROG = "agentcube-local"
 
 
 def _template_parser(kind: LocalKind) -> Callable[[str], tuple[str, str | None]]:
@@ -84,7 +92,7 @@ def _parse_lifetime(value: str) -> tuple[str | None, float | None]:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m agentcube.local",
+        prog=_PROG,
         description=_DESCRIPTION,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -182,8 +190,90 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ports_in_use(host: str, port: int, router_port: int) -> str:
+    """Which of the two ports another process holds, in words ("" if neither, now)."""
+    import socket
+
+    taken = []
+    for number, what in ((port, "the WorkloadManager's (--port)"), (router_port, None)):
+        if not number:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, number))
+            except OSError:
+                if what is None:
+                    what = (
+                        "the Router's (--router-port)"
+                        if number != port + 1
+                        else "the Router's (--port + 1, or --router-port)"
+                    )
+                taken.append(f"port {number}, {what}, is in use")
+    return "; ".join(taken)
+
+
+def _sessions_main(argv: list[str]) -> int:
+    """``agentcube-local sessions``: list the sessions a running server holds."""
+    parser = argparse.ArgumentParser(
+        prog=f"{_PROG} sessions",
+        description="List the sessions a running agentcube-local holds: id, kind, template, "
+        "age and idle time, one line each (read from its WorkloadManager port, on loopback; "
+        "not part of AgentCube's API).",
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, help="the server's WorkloadManager port (default 8080)"
+    )
+    parser.add_argument("--token", default=None, help="the server's --token, if it has one")
+    args = parser.parse_args(argv)
+    import json
+    import urllib.error
+    import urllib.request
+
+    from ._workload_manager import SESSIONS_PATH
+
+    where = f"127.0.0.1:{args.port}"
+    request = urllib.request.Request(f"http://{where}{SESSIONS_PATH}")
+    if args.token:
+        request.add_header("Authorization", f"Bearer {args.token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            sessions = json.loads(answer.read())["sessions"]
+    except urllib.error.HTTPError as exc:
+        print(f"{_PROG} sessions: {where} answered HTTP {exc.code}", file=sys.stderr)
+        if exc.code == 404:
+            print("  (not an agentcube-local WorkloadManager port?)", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, KeyError) as exc:
+        print(
+            f"{_PROG} sessions: no agentcube-local at {where} ({exc}); pass the --port it was "
+            "started with",
+            file=sys.stderr,
+        )
+        return 1
+    if not sessions:
+        print("no sessions")
+    for s in sessions:
+        print(
+            f"{s['sessionId']}  {s['kind']}  {s['template']}  "
+            f"age {_duration(s['ageSeconds'])}  idle {_duration(s['idleSeconds'])}"
+        )
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sessions"]:
+        return _sessions_main(argv[1:])
     args = _build_parser().parse_args(argv)
     try:
         from ._server import LocalAgentCube
@@ -244,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             **templates,
         )
     except ValueError as exc:
-        print(f"agentcube.local: {exc}", file=sys.stderr)
+        print(f"{_PROG}: {exc}", file=sys.stderr)
         return 2
 
     stop = threading.Event()
@@ -259,18 +349,28 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cube.start()
         except (OSError, ImportError) as exc:
-            print(f"agentcube.local: cannot start: {exc}", file=sys.stderr)
+            print(f"{_PROG}: cannot start: {exc}", file=sys.stderr)
+            taken = _ports_in_use(args.host, args.port, router_port)
+            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE and taken:
+                print(f"  {taken}; pick others, or --port 0 for free ones", file=sys.stderr)
             return 1
         print(f"export WORKLOAD_MANAGER_URL={cube.workload_manager_url}")
         print(f"export ROUTER_URL={cube.router_url}", flush=True)
         if not args.quiet:
             print(
-                f"agentcube.local: workspaces under {cube.root_dir}; Ctrl-C to stop",
+                f"{_PROG}: workspaces under {cube.root_dir}; Ctrl-C to stop",
                 file=sys.stderr,
                 flush=True,
             )
         while not stop.wait(0.5):
             pass
+        if not args.quiet:
+            count = len(cube.sessions())
+            print(
+                f"{_PROG}: stopping: deleting {count} session(s) (their processes and workspaces)",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         cube.stop()
         for signum, handler in previous.items():

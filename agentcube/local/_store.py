@@ -104,6 +104,10 @@ class TemplateRegistry:
         with self._lock:
             return name in self._targets.get(kind, ())
 
+    def names(self, kind: LocalKind) -> list[str]:
+        with self._lock:
+            return sorted(self._targets.get(kind, ()))
+
     def target(self, kind: LocalKind, name: str) -> str | None:
         """The URL a template's requests are forwarded to; None: the built-in sandbox."""
         with self._lock:
@@ -195,6 +199,15 @@ class SessionStore:
         """Create a session of a template; raises UnknownTemplate, StoreClosed, or the
         sandbox's start error."""
         if not self.templates.exists(kind, name):
+            # The answer is the real service's (it names nothing); the log says what to do.
+            how = f"start the server with --{kind.cli_option} {name}" if kind.cli_option else ""
+            logger.warning(
+                "no %s template %r (there are: %s)%s",
+                kind.name,
+                name,
+                ", ".join(self.templates.names(kind)) or "none",
+                f"; {how} to add it" if how else "",
+            )
             raise UnknownTemplate(f"{kind.name} {name!r}")
         if self._closed:
             raise StoreClosed("the server is shutting down")

@@ -2,12 +2,15 @@
 
 As volcano-sh/agentcube's WorkloadManager: the create body is read as ``{name, namespace}``
 (anything else is ignored), every error body is ``{"message": ...}``, and the two DELETE
-routes share one handler (the session id alone decides).
+routes share one handler (the session id alone decides). One route is this server's own, not
+AgentCube's: :data:`SESSIONS_PATH`, the live sessions for ``agentcube-local sessions``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,10 @@ logger = logging.getLogger(__name__)
 _MAX_BODY = 32 << 20  # the real one reads any size; this is a safety cap
 
 
+# Not part of AgentCube's API: what `agentcube-local sessions` reads, answered to loopback only.
+SESSIONS_PATH = "/agentcube-local/v1/sessions"
+
+
 def _error(status: int, message: str) -> GoResponse:
     return json_response(status, {"message": message})
 
@@ -51,6 +58,7 @@ class WorkloadManagerApp:
         }
         routes = GinRoutes()
         routes.add("GET", "/health", self._health)
+        routes.add("GET", SESSIONS_PATH, self._sessions)
         for segment in self._kinds:
             routes.add("POST", f"/v1/{segment}", self._create)
             routes.add("DELETE", f"/v1/{segment}/sessions/:sessionId", self._delete)
@@ -100,6 +108,29 @@ class WorkloadManagerApp:
     @staticmethod
     def _health(request: Request, params: dict[str, str]) -> GoResponse:
         return json_response(200, {"status": "healthy"})
+
+    def _sessions(self, request: Request, params: dict[str, str]) -> GoResponse:
+        """The live sessions, oldest first (local only; see :data:`SESSIONS_PATH`)."""
+        host = request.remote_addr.rsplit(":", 1)[0].strip("[]")
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            return _error(403, "the session list is served to loopback clients only")
+        now = time.time()
+        sessions = [
+            {
+                "sessionId": info.session_id,
+                "kind": info.kind,
+                "template": info.name,
+                "namespace": info.namespace,
+                "ageSeconds": round(now - info.created_at, 3),
+                "idleSeconds": round(now - info.last_used, 3),
+            }
+            for info in self._store.infos()
+        ]
+        return json_response(200, {"sessions": sessions})
 
     def _create(self, request: Request, params: dict[str, str]) -> GoResponse:
         kind = self._kinds[request.path.split("/")[2]]

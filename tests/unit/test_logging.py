@@ -41,7 +41,7 @@ def test_verbose_adds_one_stderr_handler_and_logs_requests(requests_mock, capsys
     added = _non_null(logger)
     assert len(added) == 1
     assert isinstance(added[0], logging.StreamHandler)
-    assert logger.isEnabledFor(logging.DEBUG)
+    assert logging.getLogger("agentcube._http").isEnabledFor(logging.DEBUG)
     assert logging.getLogger().handlers == root_handlers
 
     first.invoke({"q": 1})
@@ -60,3 +60,23 @@ def test_sdk_loggers_live_under_the_package_logger(requests_mock, caplog):
     names = {r.name for r in caplog.records if r.name.startswith("agentcube")}
     assert names
     assert all(name.startswith("agentcube.") for name in names)
+
+
+def test_verbose_logs_only_that_clients_requests(requests_mock, capsys, caplog):
+    """One verbose client turns on logging for its own requests, not another client's, for
+    the SDK's stderr handler and for the application's handlers alike."""
+    requests_mock.post(AR_PREFIX, json={})
+    loud = AgentRuntimeClient("my-agent", router_url=ROUTER, session_id="ar-loud", verbose=True)
+    quiet = AgentRuntimeClient("my-agent", router_url=ROUTER, session_id="ar-quiet")
+    capsys.readouterr()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # the application's handler, at its own level
+        quiet.invoke({"q": 1})
+        assert capsys.readouterr().err == ""
+        assert [r for r in caplog.records if r.levelno < logging.WARNING] == []
+        loud.invoke({"q": 2})
+    assert "POST" in capsys.readouterr().err
+    quiet.invoke({"q": 3})
+    assert capsys.readouterr().err == ""
+    loud.stop()
+    quiet.stop()
