@@ -18,14 +18,25 @@ from ._kinds import KINDS, LocalKind
 
 _DESCRIPTION = """\
 Run a local AgentCube (WorkloadManager + Router) on 127.0.0.1 for development and tests.
-Code sent to its code interpreters runs directly on this machine, as you, with no
-isolation: this is not a security boundary.
+On Linux every code-interpreter session is a sandbox of its own, as a pod is: its own root
+filesystem (this machine's system directories read-only under a writable layer that ends
+with the session), processes, network (none but its own loopback) and limits (512 MiB,
+0.5 CPU by default). Where the kernel refuses that (--isolation auto), sessions run
+unisolated, as you, and the banner says so.
 
 On start it prints the two `export` lines to point the SDK at it, then serves until
 Ctrl-C or SIGTERM, deletes every session (killing their processes and removing their
 workspaces) and exits 0."""
 
 _EPILOG = """\
+sandboxes (--isolation auto or namespaces):
+  --workspace [NAME=]DIR   the workspace inside, /root by default as in the real image; / makes
+                           absolute paths name the sandbox's own (LangChain Deep Agents)
+  --network [NAME=]host    this machine's network instead of none (loopback only); a session
+                           can then reach every service of this machine
+  --memory, --cpus, --pids, --disk [NAME=]VALUE   limits (sizes take K, M, G, Ki, Mi, Gi)
+  NAME= applies the option to one template; without it, to every template.
+
 session lifetime:
   As in AgentCube there is no per-request TTL: a session ends --max-session-duration after
   it was created or --session-timeout after its last Router request, whichever comes first
@@ -88,6 +99,55 @@ def _parse_lifetime(value: str) -> tuple[str | None, float | None]:
     if seconds < 0 or seconds != seconds:
         raise argparse.ArgumentTypeError(f"invalid duration {duration!r}: must not be negative")
     return (name if sep else None), (seconds or None)
+
+
+_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "ki": 1 << 10, "mi": 1 << 20,
+          "gi": 1 << 30}  # fmt: skip
+
+
+def _size(text: str) -> int:
+    """``512Mi``, ``1G``, ``1048576``: bytes."""
+    number = text.rstrip("KkMmGgIi")
+    unit = text[len(number) :].lower()
+    if unit not in _UNITS:
+        raise ValueError(text)
+    return int(float(number) * _UNITS[unit])
+
+
+def _per_template(parse: Callable[[str], Any]) -> Callable[[str], tuple[str, Any]]:
+    """``[NAME=]VALUE`` -> (NAME or "*", parsed VALUE)."""
+
+    def parse_option(value: str) -> tuple[str, Any]:
+        name, sep, raw = value.rpartition("=")
+        if sep and not name:
+            raise argparse.ArgumentTypeError(f"invalid value {value!r}: expected [NAME=]VALUE")
+        try:
+            return (name if sep else "*"), parse(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value {raw!r}") from None
+
+    return parse_option
+
+
+def _sandbox_options(args: argparse.Namespace) -> dict[str, Any]:
+    """LocalAgentCube's ``workspaces``, ``networks`` and ``limits`` from the CLI options."""
+    from ._sandbox.isolation import Limits
+
+    per_template: dict[str, dict[str, Any]] = {}
+    for option in ("memory", "cpus", "pids", "disk"):
+        for name, value in getattr(args, option):
+            per_template.setdefault(name, {})[
+                option.rstrip("s") if option == "cpus" else option
+            ] = value
+    shared = per_template.pop("*", {})
+    limits = {name: Limits(**{**shared, **values}) for name, values in per_template.items()}
+    if shared:
+        limits["*"] = Limits(**shared)
+    return {
+        "workspaces": dict(args.workspace),
+        "networks": dict(args.network),
+        "limits": limits,
+    }
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -181,10 +241,35 @@ def _build_parser() -> argparse.ArgumentParser:
         "--picod",
         default=None,
         metavar="PATH",
-        help="run this PicoD binary as `PATH -port N -workspace DIR`, one process per "
-        "code-interpreter session, instead of the built-in code interpreter (the Router "
-        "reaches it on 127.0.0.1 and signs each request as the real Router does)",
+        help="run this PicoD binary (static, as upstream builds it) as `PATH -port N "
+        "-workspace DIR`, one process per code-interpreter session, inside its sandbox, "
+        "instead of the built-in code interpreter (the Router signs each request as the "
+        "real Router does)",
     )
+    parser.add_argument(
+        "--isolation",
+        choices=("auto", "namespaces", "none"),
+        default="auto",
+        help="auto (default): isolate sessions where the kernel allows, else run them "
+        "unisolated and say so; namespaces: refuse to start without; none: never isolate",
+    )
+    for option, parse, metavar in (
+        ("workspace", str, "[NAME=]DIR"),
+        ("network", str, "[NAME=]none|host"),
+        ("memory", _size, "[NAME=]SIZE"),
+        ("cpus", float, "[NAME=]CPUS"),
+        ("pids", int, "[NAME=]COUNT"),
+        ("disk", _size, "[NAME=]SIZE"),
+    ):
+        parser.add_argument(
+            f"--{option}",
+            action="append",
+            default=[],
+            type=_per_template(parse),
+            metavar=metavar,
+            help=argparse.SUPPRESS if option not in ("workspace", "network") else
+            "see 'sandboxes' below; repeatable",
+        )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no startup warning")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     return parser
@@ -331,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
             read_timeout=args.read_timeout,
             picod=args.picod,
             quiet=args.quiet,
+            isolation=args.isolation,
+            **_sandbox_options(args),
             **templates,
         )
     except ValueError as exc:
@@ -348,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             cube.start()
-        except (OSError, ImportError) as exc:
+        except (OSError, ImportError, RuntimeError) as exc:
             print(f"{_PROG}: cannot start: {exc}", file=sys.stderr)
             taken = _ports_in_use(args.host, args.port, router_port)
             if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE and taken:

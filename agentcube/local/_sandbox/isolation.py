@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from .._go.gin import Request, Response
 from .._serving.forward import Unreachable, forward
 from . import SandboxStartError
+from .picod_process import free_port
 
 if TYPE_CHECKING:
     from .._serving.jwt import Signer
@@ -370,9 +371,12 @@ class IsolatedCodeInterpreter:
                 "max_body": max_body_bytes,
                 "max_output": max_output_bytes,
             }
+            self._port = PICOD_PORT
             if picod is not None:
                 assert signer is not None
-                config.update(picod=picod, picod_port=PICOD_PORT, picod_key=signer.public_pem)
+                if sandboxing.network == "host":  # the machine's ports: one that is free
+                    self._port = free_port()
+                config.update(picod=picod, picod_port=self._port, picod_key=signer.public_pem)
             reply = ZYGOTE.sandbox(config, listener)
         except BaseException:
             listener.close()
@@ -429,7 +433,7 @@ class IsolatedCodeInterpreter:
             authorization = "Bearer " + self._signer.token(session_id)
         return forward(
             "127.0.0.1",
-            PICOD_PORT,
+            self._port,
             request,
             authorization=authorization,
             unix_path=self._socket_path,

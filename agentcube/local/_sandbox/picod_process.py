@@ -27,7 +27,8 @@ PICOD_READY_TIMEOUT = 15.0
 _LOG_TAIL = 2048
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 just now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -51,7 +52,7 @@ class PicodProcess:
         self._workspace = Workspace(workspace)
         self._workspace.create()
         self._signer = signer
-        self._port = _free_port()
+        self._port = free_port()
         self._processes = ProcessSupervisor()
         self._closed = False
         self._log = tempfile.TemporaryFile(prefix="agentcube-picod-")

@@ -133,6 +133,7 @@ class _RequestBody(io.RawIOBase):
         self._raw = raw
         self._remaining = length
         self._eof = length == 0
+        self._broken = False
 
     def readable(self) -> bool:
         return True
@@ -148,11 +149,12 @@ class _RequestBody(io.RawIOBase):
         except (ConnectionError, TimeoutError):
             raise
         except (OSError, ValueError) as exc:  # e.g. werkzeug's "Invalid chunk header"
-            self._eof = True
+            self._eof = self._broken = True
             raise MalformedBody(f"malformed request body: {exc}") from None
         if count == 0:
             self._eof = True
             if self._remaining:  # the client stopped short of its Content-Length
+                self._broken = True
                 raise MalformedBody("unexpected EOF")
             return 0
         if self._remaining is not None:
@@ -171,13 +173,19 @@ class _RequestBody(io.RawIOBase):
         return self._eof
 
     def drain(self, limit: int) -> bool:
-        """Skip the rest of the body; False if more than ``limit`` bytes remain."""
+        """Skip the rest of the body; False if more than ``limit`` bytes remain, or if it broke
+        (what follows on the connection cannot be told from the body: Go closes it)."""
+        if self._broken:
+            return False
         skipped = 0
         buffer = bytearray(_SMALL_WRITE)
         while not self._eof:
             if skipped > limit:
                 return False
-            count = self.readinto(buffer)
+            try:
+                count = self.readinto(buffer)
+            except MalformedBody:
+                return False
             skipped += count
         return True
 
