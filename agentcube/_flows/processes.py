@@ -17,7 +17,12 @@ from urllib.parse import quote
 from .._config import check_argv, check_text, command_timeout
 from .._protocol import Call, Flow, Local, Reply
 from .._wire import SESSION_HEADER
-from ..exceptions import CommandExecutionError, DataPlaneError, InvalidArgumentError
+from ..exceptions import (
+    CommandExecutionError,
+    DataPlaneError,
+    InvalidArgumentError,
+    error_from_reply,
+)
 from ._common import OutputCallback, RouterTarget, Started, Status, Stream
 from .commands import STATE_DIR, clean_up, execute
 
@@ -163,7 +168,16 @@ def _absent(reply: Reply, target: RouterTarget) -> bool:
     if reply.status != 404:
         return False
     if SESSION_HEADER not in reply.headers:
-        raise reply.error("api/files", target.session_id)
+        raise error_from_reply(
+            "api/files",
+            reply.status,
+            reply.headers,
+            reply.content,
+            response=reply.raw,
+            session_id=target.session_id,
+            session_scoped=True,
+            secrets=reply.secrets,
+        )
     return True
 
 
