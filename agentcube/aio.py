@@ -33,7 +33,7 @@ from ._flows._common import OutputCallback, RouterTarget, Started
 from ._flows.agent_runtime import answer_of, invoke
 from ._lifecycle import Phase, StopOutcome, add_note
 from ._protocol import Flow
-from .contexts import AsyncCodeContext, keeps_contexts
+from .contexts import AsyncCodeContext, keeps_contexts, registry
 from .exceptions import InvalidArgumentError, SessionError, SessionNotFoundError
 from .kinds import AGENT_RUNTIME, CODE_INTERPRETER
 from .processes import AsyncBackgroundProcess
@@ -327,10 +327,7 @@ class AsyncCodeInterpreterClient(CodeInterpreterArguments, AsyncManagedSessionCl
         return context
 
     def _contexts(self) -> weakref.WeakSet[AsyncCodeContext]:
-        found: weakref.WeakSet[AsyncCodeContext] | None = self.__dict__.get("_open_contexts")
-        if found is None:
-            found = self.__dict__["_open_contexts"] = weakref.WeakSet()
-        return found
+        return registry(self, AsyncCodeContext)
 
     async def stop(self) -> StopOutcome:
         """As :meth:`AsyncManagedSessionClient.stop`; the code contexts this client created

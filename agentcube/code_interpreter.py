@@ -13,7 +13,7 @@ from ._flows import commands, contexts, files, processes
 from ._flows._common import OutputCallback, Started
 from .clients import code_interpreter_data_plane
 from .clients.code_interpreter_data_plane import CodeInterpreterDataPlaneClient
-from .contexts import CodeContext, keeps_contexts
+from .contexts import CodeContext, keeps_contexts, registry
 from .exceptions import InvalidArgumentError
 from .kinds import CODE_INTERPRETER
 from .processes import BackgroundProcess
@@ -167,10 +167,7 @@ class CodeInterpreterClient(CodeInterpreterArguments, ManagedSessionClient):
         return context
 
     def _contexts(self) -> weakref.WeakSet[CodeContext]:
-        found: weakref.WeakSet[CodeContext] | None = self.__dict__.get("_open_contexts")
-        if found is None:
-            found = self.__dict__["_open_contexts"] = weakref.WeakSet()
-        return found
+        return registry(self, CodeContext)
 
     def stop(self) -> StopOutcome:
         """As :meth:`ManagedSessionClient.stop`. The code contexts this client created end

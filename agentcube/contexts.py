@@ -6,12 +6,12 @@ that created them; how a context talks to its interpreter is told there and in t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._flows._common import ContextHandle, OutputCallback, RouterTarget
 from ._flows.contexts import (
@@ -25,6 +25,9 @@ from ._flows.contexts import (
 from ._lifecycle import Action, Phase, SessionCore
 from ._protocol import Flow
 from .exceptions import CodeContextError
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["AsyncCodeContext", "CodeContext", "Execution", "ExecutionError", "Result"]
 
@@ -43,6 +46,19 @@ def keeps_contexts(client: SessionCore, contexts: Iterable[_X]) -> list[_X]:
     return [context for context in contexts if not context.closed]
 
 
+def registry(owner: object, kind: type[_X]) -> weakref.WeakSet[_X]:
+    """The contexts ``owner`` (a client) created and has not forgotten, made on first use."""
+    found: weakref.WeakSet[_X] | None = owner.__dict__.get("_open_contexts")
+    if found is None:
+        found = owner.__dict__["_open_contexts"] = weakref.WeakSet()
+    return found
+
+
+def _kept_body_error(context: _ContextBase, cleanup: Exception) -> None:
+    # The body's exception goes on; the sandbox's end removes what close() could not.
+    logger.warning("could not close %r: %s", context, cleanup)
+
+
 class _ContextBase:
     """What both kinds hold: the handle, where requests go, whether it is closed."""
 
@@ -56,6 +72,11 @@ class _ContextBase:
         self._runner = runner
         self._where = where
         self._closed = False
+        self._lock = self._new_lock()
+
+    @staticmethod
+    def _new_lock() -> Any:
+        raise NotImplementedError
 
     @property
     def language(self) -> str:
@@ -94,14 +115,8 @@ class CodeContext(_ContextBase):
     from several threads wait for each other. ``with`` closes it.
     """
 
-    def __init__(
-        self,
-        handle: ContextHandle,
-        runner: Callable[[Flow[Any]], Any],
-        where: Callable[[], RouterTarget],
-    ) -> None:
-        super().__init__(handle, runner, where)
-        self._lock = threading.Lock()
+    _lock: threading.Lock
+    _new_lock = staticmethod(threading.Lock)
 
     def run(
         self,
@@ -158,15 +173,12 @@ class CodeContext(_ContextBase):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        if self._closed:
-            return
-        if exc_val is None:
-            self.close()
-            return
         try:
             self.close()
-        except Exception as cleanup:  # keep the body's exception; the sandbox's end cleans up
-            logger.warning("could not close %r: %s", self, cleanup)
+        except Exception as cleanup:
+            if exc_val is None:
+                raise
+            _kept_body_error(self, cleanup)
 
 
 class AsyncCodeContext(_ContextBase):
@@ -175,14 +187,13 @@ class AsyncCodeContext(_ContextBase):
     coroutines; one cell at a time across tasks (an ``asyncio.Lock``); ``async with`` closes
     it."""
 
-    def __init__(
-        self,
-        handle: ContextHandle,
-        runner: Callable[[Flow[Any]], Awaitable[Any]],
-        where: Callable[[], RouterTarget],
-    ) -> None:
-        super().__init__(handle, runner, where)
-        self._lock = asyncio.Lock()
+    _lock: asyncio.Lock
+
+    @staticmethod
+    def _new_lock() -> asyncio.Lock:
+        import asyncio  # only here: ``import agentcube`` stays free of asyncio
+
+        return asyncio.Lock()
 
     async def run(
         self,
@@ -221,12 +232,9 @@ class AsyncCodeContext(_ContextBase):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        if self._closed:
-            return
-        if exc_val is None:
-            await self.close()
-            return
         try:
             await self.close()
-        except Exception as cleanup:  # keep the body's exception; the sandbox's end cleans up
-            logger.warning("could not close %r: %s", self, cleanup)
+        except Exception as cleanup:
+            if exc_val is None:
+                raise
+            _kept_body_error(self, cleanup)

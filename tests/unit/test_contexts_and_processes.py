@@ -24,25 +24,15 @@ from agentcube import (
 from agentcube._flows import contexts as context_flows
 from agentcube._flows import processes as process_flows
 
-from .conftest import ROUTER, SESSION_HEADER
+from .conftest import ROUTER, SESSION_HEADER, FakeAgentCube
 
 PREFIX = f"{ROUTER}/v1/namespaces/default/code-interpreters/my-interpreter/invocations/"
 EXECUTE = PREFIX + "api/execute"
 HERE = {SESSION_HEADER: "ci-1"}
 
 
-def _result(stdout: str = "", stderr: str = "", exit_code: int = 0) -> dict[str, Any]:
-    return {
-        "json": {
-            "stdout": stdout,
-            "stderr": stderr,
-            "exit_code": exit_code,
-            "duration": 0.001,
-            "start_time": "2026-11-24T04:40:31.346605434Z",
-            "end_time": "2026-11-24T04:40:31.347990798Z",
-        },
-        "headers": HERE,
-    }
+def _execute(requests_mock, stdout: str = "", stderr: str = "", exit_code: int = 0) -> Any:
+    return FakeAgentCube(requests_mock).execute(stdout, stderr, exit_code)
 
 
 def _answer(**kw: Any) -> str:
@@ -58,7 +48,7 @@ def ci(make_ci):
 
 @pytest.fixture
 def ctx(ci, requests_mock) -> CodeContext:
-    requests_mock.post(EXECUTE, **_result("4242\n"))
+    _execute(requests_mock, "4242\n")
     return ci.create_code_context()
 
 
@@ -71,7 +61,7 @@ def _argv(request) -> list[str]:
 
 
 def test_create_starts_the_driver_in_one_execute(ci, requests_mock):
-    execute = requests_mock.post(EXECUTE, **_result("4242\n"))
+    execute = _execute(requests_mock, "4242\n")
     ctx = ci.create_code_context("python")
     assert execute.call_count == 1
     argv = _argv(execute.last_request)
@@ -83,7 +73,7 @@ def test_create_starts_the_driver_in_one_execute(ci, requests_mock):
 
 
 def test_create_without_python3_says_what_to_do(ci, requests_mock):
-    requests_mock.post(EXECUTE, **_result("", "the sandbox has no python3 on its PATH: ...", 127))
+    _execute(requests_mock, "", "the sandbox has no python3 on its PATH: ...", 127)
     with pytest.raises(CodeContextError, match="no python3"):
         ci.create_code_context()
 
@@ -105,7 +95,7 @@ def test_a_run_is_one_execute_and_its_answer_the_execution(ctx, requests_mock):
         results=[{"text": "<H>", "html": "<b>h</b>", "png": png}, {"text": "42", "main": True}],
         count=3,
     )
-    execute = requests_mock.post(EXECUTE, **_result(answer))
+    execute = _execute(requests_mock, answer)
     execution = ctx.run("x = 41\nprint('hi')\nx + 1", timeout=5)
     assert execute.call_count == 1 and requests_mock.call_count == 2  # the create, the run
     argv = _argv(execute.last_request)
@@ -124,7 +114,7 @@ def test_a_run_is_one_execute_and_its_answer_the_execution(ctx, requests_mock):
 
 def test_an_error_in_the_code_is_a_result_not_an_exception(ctx, requests_mock):
     error = {"name": "ZeroDivisionError", "value": "division by zero", "traceback": "Tb..."}
-    requests_mock.post(EXECUTE, **_result(_answer(error=error)))
+    _execute(requests_mock, _answer(error=error))
     execution = ctx.run("1/0")
     assert execution.error is not None and execution.text is None
     assert (execution.error.name, execution.error.value) == (
@@ -136,20 +126,20 @@ def test_an_error_in_the_code_is_a_result_not_an_exception(ctx, requests_mock):
 
 def test_a_gone_interpreter_is_an_error_the_user_can_act_on(ctx, requests_mock):
     gone = "agentcube: the context's interpreter is not running"
-    requests_mock.post(EXECUTE, **_result("", gone, 3))
+    _execute(requests_mock, "", gone, 3)
     with pytest.raises(CodeContextError, match="create a new context"):
         ctx.run("x")
 
 
 def test_an_unreadable_answer_is_a_data_plane_error(ctx, requests_mock):
-    requests_mock.post(EXECUTE, **_result("not json"))
+    _execute(requests_mock, "not json")
     with pytest.raises(DataPlaneError, match="unreadable"):
         ctx.run("x")
 
 
 def test_a_long_cell_is_uploaded_first(ctx, requests_mock):
     upload = requests_mock.post(PREFIX + "api/files", json={"path": "x", "size": 1}, headers=HERE)
-    execute = requests_mock.post(EXECUTE, **_result(_answer()))
+    execute = _execute(requests_mock, _answer())
     code = "x = 1\n" * 30_000
     ctx.run(code)
     assert upload.call_count == 1 and code.encode() in upload.last_request.body
@@ -158,7 +148,7 @@ def test_a_long_cell_is_uploaded_first(ctx, requests_mock):
 
 
 def test_restart_and_close_are_one_request_each_and_close_is_final(ctx, requests_mock):
-    execute = requests_mock.post(EXECUTE, **_result(json.dumps({"restarted": True})))
+    execute = _execute(requests_mock, json.dumps({"restarted": True}))
     ctx.restart()
     assert json.loads(_argv(execute.last_request)[5]) == {"op": "restart"}
     ctx.close()
@@ -171,14 +161,14 @@ def test_restart_and_close_are_one_request_each_and_close_is_final(ctx, requests
 
 
 def test_with_closes_the_context(ci, requests_mock):
-    execute = requests_mock.post(EXECUTE, **_result("4242\n"))
+    execute = _execute(requests_mock, "4242\n")
     with ci.create_code_context("bash") as ctx:
         assert ctx.language == "bash"
     assert ctx.closed and _argv(execute.last_request)[2] == context_flows.CLOSE
 
 
 def test_stop_closes_the_contexts_of_a_kept_session(make_ci, requests_mock):
-    requests_mock.post(EXECUTE, **_result("4242\n"))
+    _execute(requests_mock, "4242\n")
     kept = make_ci(session_id="ci-1")
     kept.detach()
     ctx = kept.create_code_context()
@@ -189,7 +179,7 @@ def test_stop_closes_the_contexts_of_a_kept_session(make_ci, requests_mock):
 def test_stop_of_a_deleted_session_ends_its_contexts_without_a_request(
     make_ci, requests_mock, cube
 ):
-    requests_mock.post(EXECUTE, **_result("4242\n"))
+    _execute(requests_mock, "4242\n")
     delete = cube.delete(session_id="ci-2")
     client = make_ci(session_id="ci-2")
     ctx = client.create_code_context()
@@ -202,7 +192,7 @@ def test_stop_of_a_deleted_session_ends_its_contexts_without_a_request(
 
 
 def test_a_live_run_submits_then_follows_the_output_with_range_downloads(ctx, requests_mock):
-    requests_mock.post(EXECUTE, **_result(""))
+    _execute(requests_mock, "")
     d = ctx.directory
     result = requests_mock.get(
         PREFIX + f"api/files/{d}/result.json",
@@ -229,7 +219,7 @@ def test_a_live_run_submits_then_follows_the_output_with_range_downloads(ctx, re
 
 
 def test_a_404_from_the_router_while_following_is_the_lost_session(ctx, requests_mock):
-    requests_mock.post(EXECUTE, **_result(""))
+    _execute(requests_mock, "")
     requests_mock.get(
         PREFIX + f"api/files/{ctx.directory}/result.json",
         status_code=404,
@@ -253,7 +243,7 @@ def _files(requests_mock, name: str, answers: list[tuple[int, bytes]]) -> Any:
 
 
 def test_execute_command_with_a_callback_follows_and_returns_as_before(ci, requests_mock):
-    execute = requests_mock.post(EXECUTE, **_result("99\n"))
+    execute = _execute(requests_mock, "99\n")
     _files(requests_mock, "exit", [(404, b""), (200, b"0\n")])
     out = _files(requests_mock, "stdout", [(206, b"a\n"), (206, b"b\n")])
     _files(requests_mock, "stderr", [(416, b"")])
@@ -268,7 +258,7 @@ def test_execute_command_with_a_callback_follows_and_returns_as_before(ci, reque
 
 
 def test_a_live_command_that_fails_raises_as_before(ci, requests_mock):
-    requests_mock.post(EXECUTE, **_result("99\n"))
+    _execute(requests_mock, "99\n")
     requests_mock.get(re.compile(r".*/exit$"), content=b"3\n", headers=HERE)
     requests_mock.get(re.compile(r".*/stdout$"), status_code=416, headers=HERE, text="")
     requests_mock.get(re.compile(r".*/stderr$"), status_code=206, content=b"bad\n", headers=HERE)
@@ -289,7 +279,7 @@ def test_callbacks_with_background_are_refused(ci, requests_mock):
 
 @pytest.fixture
 def proc(ci, requests_mock) -> BackgroundProcess:
-    requests_mock.post(EXECUTE, **_result("4242\n"))
+    _execute(requests_mock, "4242\n")
     started = ci.execute_command("serve", background=True)
     assert isinstance(started, BackgroundProcess)
     return started
@@ -305,23 +295,23 @@ def test_a_background_process_is_registered_in_its_state_directory(proc, request
     ("answer", "running"), [("running\n", True), ("exited 0\n", False), ("gone\n", False)]
 )
 def test_is_running_asks_the_sandbox_once(proc, requests_mock, answer, running):
-    execute = requests_mock.post(EXECUTE, **_result(answer))
+    execute = _execute(requests_mock, answer)
     assert proc.is_running() is running
     assert execute.call_count == 1 and _argv(execute.last_request)[-1].startswith(".agentcube/")
 
 
 def test_wait_returns_the_exit_code_and_raises_past_its_timeout(proc, requests_mock):
-    requests_mock.post(EXECUTE, **_result("exited 7\n"))
+    _execute(requests_mock, "exited 7\n")
     assert proc.wait(5) == 7
-    requests_mock.post(EXECUTE, **_result("gone\n"))
+    _execute(requests_mock, "gone\n")
     assert proc.wait() == -1
-    requests_mock.post(EXECUTE, **_result("running\n"))
+    _execute(requests_mock, "running\n")
     with pytest.raises(TimeoutError):
         proc.wait(0)
 
 
 def test_kill_signals_the_process_group_by_name(proc, requests_mock):
-    execute = requests_mock.post(EXECUTE, **_result(""))
+    execute = _execute(requests_mock, "")
     proc.kill()
     assert _argv(execute.last_request)[-1] == "TERM"
     proc.kill(signal.SIGKILL)
@@ -338,10 +328,10 @@ def test_output_downloads_the_log(proc, requests_mock):
 
 def test_list_processes_reads_the_registry(ci, requests_mock):
     listing = ".agentcube/processes/ab\t12\tserver.log\n.agentcube/processes/cd\t13\tlogs/x.log\n"
-    requests_mock.post(EXECUTE, **_result(listing))
+    _execute(requests_mock, listing)
     found = ci.list_processes()
     assert found == [(12, "server.log"), (13, "logs/x.log")]
-    requests_mock.post(EXECUTE, **_result("exited 0\n"))
+    _execute(requests_mock, "exited 0\n")
     assert found[1].wait() == 0
     assert _argv(requests_mock.last_request)[-2] == ".agentcube/processes/cd"
 

@@ -30,6 +30,7 @@ INTERNAL_HELPERS = {
     "agentcube.auth.resolve_auth",  # how clients pick a provider; not something users call
     "agentcube.exceptions.error_from_reply",  # the one place mapping answers to errors
     "agentcube.contexts.keeps_contexts",  # which contexts stop() closes; used by the clients
+    "agentcube.contexts.registry",  # the contexts a client made; used by the clients
 }
 # Sub-namespaces with their own curated ``__all__`` (checked separately below).
 OWN_NAMESPACES = ("agentcube.clients", "agentcube.models", "agentcube.aio")
