@@ -16,6 +16,7 @@ import base64
 import binascii
 import functools
 import json
+import os
 import secrets
 import time
 from typing import Any
@@ -39,7 +40,7 @@ START = ALIVE + (
     f'd=$1; command -v python3 >/dev/null 2>&1 || {{ echo "{_NO_PYTHON}" >&2; exit 127; }}; '
     'mkdir -p -- "$d" || exit 1; S=; command -v setsid >/dev/null 2>&1 && S=setsid; '
     '$S python3 -c "$2" "$PWD/$d" "$3" >"$d/log" 2>&1 </dev/null & p=$!; echo "$p" >"$d/pid"; '
-    'n=0; while [ ! -e "$d/ready" ]; do if ! alive "$p" || [ "$n" -ge 300 ]; then '
+    'n=0; while [ ! -e "$d/ready" ]; do if ! alive "$p" || [ "$n" -ge 2000 ]; then '
     'cat "$d/log" >&2; kill -KILL "$p" 2>/dev/null; rm -rf -- "$d"; exit 1; fi; '
     'sleep 0.01 2>/dev/null || nap; n=$((n+1)); done; echo "$p"'
 )
@@ -172,10 +173,10 @@ class Execution:
 
 @functools.lru_cache(maxsize=1)
 def driver_source() -> str:
-    """The interpreter driver's source, sent as ``python3 -c`` (read once from the package)."""
-    from . import _interpreter
-
-    with open(_interpreter.__file__, encoding="utf-8") as f:
+    """The interpreter driver's source (``_interpreter.py`` beside this module, read once),
+    sent as ``python3 -c``."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_interpreter.py")
+    with open(path, encoding="utf-8") as f:
         return f.read()
 
 

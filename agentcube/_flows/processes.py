@@ -46,8 +46,8 @@ STATUS = _STATUS + 'st "$1"'
 WAIT = _STATUS + (
     'n=0; while [ "$(st "$1")" = running ] && [ "$n" -lt "$2" ]; do nap; n=$((n+1)); done; st "$1"'
 )
-KILL = (
-    'p=; read -r p <"$1/pid" 2>/dev/null || exit 0; '
+KILL = (  # not once it has ended: its pid may belong to another process by now
+    '[ -f "$1/exit" ] && exit 0; p=; read -r p <"$1/pid" 2>/dev/null || exit 0; '
     'kill -s "$2" -- "-$p" 2>/dev/null || kill -s "$2" "$p" 2>/dev/null; exit 0'
 )
 LIST = (

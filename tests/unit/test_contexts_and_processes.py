@@ -339,3 +339,14 @@ def test_list_processes_reads_the_registry(ci, requests_mock):
 def test_a_process_built_by_hand_is_not_bound(requests_mock):
     with pytest.raises(Exception, match="not bound"):
         BackgroundProcess(1, "x.log").is_running()
+
+
+def test_the_upstream_data_plane_client_binds_its_processes_too(requests_mock):
+    from agentcube.clients import CodeInterpreterDataPlaneClient
+
+    dp = CodeInterpreterDataPlaneClient("ci-1", ROUTER, "default", "my-interpreter")
+    _execute(requests_mock, "77\n")
+    started = dp.execute_command("serve", background=True)
+    assert isinstance(started, BackgroundProcess) and started.pid == 77
+    execute = _execute(requests_mock, "exited 0\n")
+    assert started.wait(1) == 0 and execute.last_request.headers[SESSION_HEADER] == "ci-1"
