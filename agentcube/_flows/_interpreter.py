@@ -1,5 +1,5 @@
 """The program a code context runs inside the sandbox: its source is sent as ``python3 -c``
-(the sandbox has no SDK), so it imports only the standard library and runs on Python 3.6+.
+(the sandbox has no SDK), so it imports only the standard library and runs on Python 3.7+.
 
 It is a supervisor and a worker. The supervisor (``python3 -c SOURCE DIR LANGUAGE``) makes the
 two FIFOs ``DIR/in`` and ``DIR/out``, forks the worker, touches ``DIR/ready``, then serves one

@@ -204,6 +204,8 @@ def start_context(target: RouterTarget, language: str) -> Flow[ContextHandle]:
     pid = result.stdout.strip()
     if result.exit_code != 0 or not pid.isdigit():
         why = result.stderr.strip() or f"exit code {result.exit_code}"
+        if "SyntaxError" in why:
+            why += " (the context's driver needs Python 3.7 or later as python3)"
         raise CodeContextError(
             f"the {lang} context could not be started in session {target.session_id}: {why}"
         )

@@ -4,6 +4,7 @@ that can be waited for and killed with their children."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -134,6 +135,33 @@ def test_a_context_whose_interpreter_was_killed_says_to_make_a_new_one(
     time.sleep(0.2)
     with pytest.raises(CodeContextError, match="create a new context"):
         ctx.run("1")
+
+
+def _processes_naming(text: str) -> int:
+    """How many processes on this machine have ``text`` in their command line (whatever PID
+    namespace they are in)."""
+    found = 0
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                found += text.encode() in f.read()
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc")
+def test_the_sessions_end_ends_its_interpreters(urls: dict[str, str]) -> None:
+    ci = CodeInterpreterClient(**urls)
+    ctx = ci.create_code_context()
+    ctx.run("import time")
+    unique = ctx.directory.rsplit("/", 1)[1]
+    assert _processes_naming(unique) >= 1  # the driver's argv names its directory
+    ci.stop()
+    deadline = time.monotonic() + 10
+    while _processes_naming(unique):
+        assert time.monotonic() < deadline, "the context's processes outlived the session"
+        time.sleep(0.05)
 
 
 def test_close_leaves_nothing_and_stop_ends_every_context(urls: dict[str, str]) -> None:
