@@ -82,9 +82,9 @@ class BackgroundProcess(_Process):
         return _exit_code(self._go(lambda t, s: processes.wait_process(t, s, timeout)), timeout)
 
     def kill(self, signal: int = signals.SIGTERM) -> None:
-        """Send ``signal`` to its whole process group (one ``api/execute``); nothing when it
-        has already ended. After SIGTERM, :meth:`wait` gives ``143`` for a command that did
-        not handle it."""
+        """Send ``signal`` to its whole process group (without ``setsid`` in the sandbox: to it
+        and its children), one ``api/execute``; nothing when it has already ended. After
+        SIGTERM, :meth:`wait` gives ``143`` for a command that did not handle it."""
         name = processes.signal_name(signal)
         self._go(lambda t, s: processes.kill_process(t, s, name))
 

@@ -48,7 +48,10 @@ WAIT = _STATUS + (
 )
 KILL = (  # not once it has ended: its pid may belong to another process by now
     '[ -f "$1/exit" ] && exit 0; p=; read -r p <"$1/pid" 2>/dev/null || exit 0; '
-    'kill -s "$2" -- "-$p" 2>/dev/null || kill -s "$2" "$p" 2>/dev/null; exit 0'
+    'kill -s "$2" -- "-$p" 2>/dev/null && exit 0; '
+    # No group of its own (no setsid in the sandbox): the watcher's children, then the watcher.
+    'k=; read -r k <"/proc/$p/task/$p/children" 2>/dev/null; '
+    'kill -s "$2" $k "$p" 2>/dev/null; exit 0'
 )
 LIST = (
     f'for d in {PROCESSES}/*/; do [ -f "$d/pid" ] || continue; p=; l=; read -r p <"$d/pid"; '
