@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import _logging  # noqa: F401  (installs the package NullHandler)
 from ._exit_cleanup import enable_exit_cleanup
-from ._flows.commands import BackgroundProcess
 from ._protocol import RetryPolicy
 from ._version import __version__
 from .agent_runtime import AgentRuntimeClient
 from .auth import AuthProvider, ServiceAccountAuth, TokenAuth
 from .code_interpreter import CodeInterpreterClient
+from .contexts import AsyncCodeContext, CodeContext, Execution, ExecutionError, Result
 from .exceptions import (
     AgentCubeError,
     APIConnectionError,
@@ -26,6 +26,7 @@ from .exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    CodeContextError,
     CommandExecutionError,
     DataPlaneError,
     InvalidArgumentError,
@@ -38,6 +39,7 @@ from .exceptions import (
     SessionNotFoundError,
 )
 from .kinds import AGENT_RUNTIME, CODE_INTERPRETER, ResourceKind
+from .processes import AsyncBackgroundProcess, BackgroundProcess
 from .session import ManagedSessionClient, StopOutcome
 
 __all__ = [
@@ -48,13 +50,19 @@ __all__ = [
     "APITimeoutError",
     "AgentCubeError",
     "AgentRuntimeClient",
+    "AsyncBackgroundProcess",
+    "AsyncCodeContext",
     "AuthProvider",
     "AuthenticationError",
     "BackgroundProcess",
     "BadRequestError",
+    "CodeContext",
+    "CodeContextError",
     "CodeInterpreterClient",
     "CommandExecutionError",
     "DataPlaneError",
+    "Execution",
+    "ExecutionError",
     "InvalidArgumentError",
     "InvalidResponseError",
     "ManagedSessionClient",
@@ -62,6 +70,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "ResourceKind",
+    "Result",
     "RetryPolicy",
     "ServerError",
     "ServiceAccountAuth",

@@ -21,6 +21,7 @@ import abc
 import asyncio
 import logging
 import os
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
@@ -29,15 +30,16 @@ from ._arguments import AgentRuntimeArguments, CodeInterpreterArguments, Session
 from ._config import DEFAULT_READ_LIMIT
 from ._drivers._async import arun, run_now, shared_transport
 from ._flows import code as code_flows
-from ._flows import commands, files
-from ._flows._common import RouterTarget
+from ._flows import commands, contexts, files, processes
+from ._flows._common import OutputCallback, RouterTarget, Started
 from ._flows.agent_runtime import answer_of, invoke
-from ._flows.commands import BackgroundProcess
 from ._lifecycle import Phase, StopOutcome, add_note
 from ._logging import verbose_scope
 from ._protocol import Flow
-from .exceptions import SessionError, SessionNotFoundError
+from .contexts import AsyncCodeContext, keeps_contexts, registry
+from .exceptions import InvalidArgumentError, SessionError, SessionNotFoundError
 from .kinds import AGENT_RUNTIME, CODE_INTERPRETER
+from .processes import AsyncBackgroundProcess
 
 __all__ = [
     "AsyncAgentRuntimeClient",
@@ -262,6 +264,8 @@ class AsyncCodeInterpreterClient(CodeInterpreterArguments, AsyncManagedSessionCl
         *,
         background: Literal[False] = False,
         log_file: str | None = None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
     ) -> str: ...
 
     @overload
@@ -272,7 +276,7 @@ class AsyncCodeInterpreterClient(CodeInterpreterArguments, AsyncManagedSessionCl
         *,
         background: Literal[True],
         log_file: str | None = None,
-    ) -> BackgroundProcess: ...
+    ) -> AsyncBackgroundProcess: ...
 
     async def execute_command(
         self,
@@ -281,16 +285,68 @@ class AsyncCodeInterpreterClient(CodeInterpreterArguments, AsyncManagedSessionCl
         *,
         background: bool = False,
         log_file: str | None = None,
-    ) -> str | BackgroundProcess:
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+    ) -> str | AsyncBackgroundProcess:
         """Run a command and return its stdout; with ``background=True`` start it detached
-        and return a :class:`~agentcube.BackgroundProcess` at once.
+        and return an :class:`~agentcube.AsyncBackgroundProcess` at once. ``on_stdout`` and
+        ``on_stderr`` get the output as it comes, called on the event loop (see
+        :meth:`agentcube.CodeInterpreterClient.execute_command` for what that costs).
 
         Raises:
             CommandExecutionError: non-zero exit (carries ``exit_code``, ``stderr``, ``command``).
+            InvalidArgumentError: callbacks with ``background=True``.
         """
-        return await self._run(
+        if on_stdout is not None or on_stderr is not None:
+            if background:
+                raise InvalidArgumentError("on_stdout/on_stderr are not for background=True")
+            return await self._run(
+                processes.command_live(self._target(), command, timeout, on_stdout, on_stderr)
+            )
+        result = await self._run(
             commands.command_output(self._target(), command, timeout, background, log_file)
         )
+        return self._process(result) if isinstance(result, Started) else result
+
+    def _process(self, started: Started) -> AsyncBackgroundProcess:
+        return AsyncBackgroundProcess._bind(started, self._run, self._target)
+
+    async def list_processes(self) -> list[AsyncBackgroundProcess]:
+        """The processes started in this session with ``background=True`` (by any client),
+        running or ended (one request)."""
+        found = await self._run(processes.list_processes(self._target()))
+        return [self._process(s) for s in found]
+
+    async def create_code_context(self, language: str = "python") -> AsyncCodeContext:
+        """Start a long-lived interpreter (``"python"`` or ``"bash"``) in the sandbox; its
+        :class:`~agentcube.AsyncCodeContext` (as
+        :meth:`agentcube.CodeInterpreterClient.create_code_context`).
+
+        Raises:
+            InvalidArgumentError: another language (nothing is sent).
+            CodeContextError: the sandbox has no ``python3`` (or ``bash``), or the interpreter
+                did not start.
+        """
+        handle = await self._run(contexts.start_context(self._target(), language))
+        context = AsyncCodeContext(handle, self._run, self._target)
+        self._contexts().add(context)
+        return context
+
+    def _contexts(self) -> weakref.WeakSet[AsyncCodeContext]:
+        return registry(self, AsyncCodeContext)
+
+    async def stop(self) -> StopOutcome:
+        """As :meth:`AsyncManagedSessionClient.stop`; the code contexts this client created
+        end with it (closed first when the session is kept)."""
+        for context in keeps_contexts(self, self._contexts()):
+            try:
+                await context.close()
+            except Exception as exc:
+                self.logger.warning("could not close %r: %s", context, exc)
+        outcome = await super().stop()
+        for context in list(self._contexts()):
+            context._session_ended()
+        return outcome
 
     async def run_code(self, language: str, code: str, timeout: float | None = None) -> str:
         """Run ``code`` in ``language`` (python, py, python3, bash, sh) and return its stdout

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections.abc import Callable
 from typing import Any, Literal, overload
 
 from ._arguments import CodeInterpreterArguments
 from ._config import DEFAULT_READ_LIMIT
 from ._flows import code as code_flows
-from ._flows import commands, files
-from ._flows.commands import BackgroundProcess
+from ._flows import commands, contexts, files, processes
+from ._flows._common import OutputCallback, Started
 from .clients import code_interpreter_data_plane
 from .clients.code_interpreter_data_plane import CodeInterpreterDataPlaneClient
+from .contexts import CodeContext, keeps_contexts, registry
+from .exceptions import InvalidArgumentError
 from .kinds import CODE_INTERPRETER
-from .session import ManagedSessionClient
+from .processes import BackgroundProcess
+from .session import ManagedSessionClient, StopOutcome
 
 __all__ = ["CodeInterpreterClient"]
 
@@ -89,6 +93,8 @@ class CodeInterpreterClient(CodeInterpreterArguments, ManagedSessionClient):
         *,
         background: Literal[False] = False,
         log_file: str | None = None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
     ) -> str: ...
 
     @overload
@@ -108,6 +114,8 @@ class CodeInterpreterClient(CodeInterpreterArguments, ManagedSessionClient):
         *,
         background: bool = False,
         log_file: str | None = None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
     ) -> str | BackgroundProcess:
         """Run a command and return its stdout.
 
@@ -117,12 +125,68 @@ class CodeInterpreterClient(CodeInterpreterArguments, ManagedSessionClient):
         ``"server &"`` keeps the call open until the server exits, because the sandbox
         answers only once every process holding the command's output has exited.
 
+        With ``on_stdout``/``on_stderr``, each gets the command's output text as it comes
+        (called on this thread; keep them quick), and the return value is the same. The
+        command then runs in the background into files under ``.agentcube/live/`` that are
+        read with Range downloads every 0.05 to 0.25 s (three requests per poll) and removed
+        at the end; without callbacks it is one request.
+
         Raises:
             CommandExecutionError: non-zero exit (carries ``exit_code``, ``stderr``, ``command``).
+            InvalidArgumentError: callbacks with ``background=True`` (read ``output()``).
         """
-        return self._run(
+        if on_stdout is not None or on_stderr is not None:
+            if background:
+                raise InvalidArgumentError("on_stdout/on_stderr are not for background=True")
+            return self._run(
+                processes.command_live(self._target(), command, timeout, on_stdout, on_stderr)
+            )
+        result = self._run(
             commands.command_output(self._target(), command, timeout, background, log_file)
         )
+        return self._process(result) if isinstance(result, Started) else result
+
+    def _process(self, started: Started) -> BackgroundProcess:
+        return BackgroundProcess._bind(started, self._run, self._target)
+
+    def list_processes(self) -> list[BackgroundProcess]:
+        """The processes started in this session with ``background=True`` (by any client),
+        running or ended, as :class:`~agentcube.BackgroundProcess` values (one request)."""
+        return [self._process(s) for s in self._run(processes.list_processes(self._target()))]
+
+    def create_code_context(self, language: str = "python") -> CodeContext:
+        """Start a long-lived interpreter (``"python"`` or ``"bash"``) in the sandbox and
+        return its :class:`~agentcube.CodeContext`: variables, imports and the working
+        directory survive between its runs. One request (about the start-up time of
+        ``python3`` in the sandbox, which needs it for both languages).
+
+        Raises:
+            InvalidArgumentError: another language (nothing is sent).
+            CodeContextError: the sandbox has no ``python3`` (or ``bash``), or the interpreter
+                did not start; the message says which.
+        """
+        handle = self._run(contexts.start_context(self._target(), language))
+        context = CodeContext(handle, self._run, self._target)
+        self._contexts().add(context)
+        return context
+
+    def _contexts(self) -> weakref.WeakSet[CodeContext]:
+        return registry(self, CodeContext)
+
+    def stop(self) -> StopOutcome:
+        """As :meth:`ManagedSessionClient.stop`. The code contexts this client created end
+        with it: with the sandbox when the session is deleted, else each is closed first
+        (a failure there is logged, not raised)."""
+        with self._lock:
+            for context in keeps_contexts(self, self._contexts()):
+                try:
+                    context.close()
+                except Exception as exc:
+                    self.logger.warning("could not close %r: %s", context, exc)
+            outcome = super().stop()
+            for context in list(self._contexts()):
+                context._session_ended()
+            return outcome
 
     def run_code(self, language: str, code: str, timeout: float | None = None) -> str:
         """Run ``code`` in ``language`` (python, py, python3, bash, sh) and return its stdout.

@@ -8,6 +8,7 @@ Every error the SDK raises on purpose derives from :class:`AgentCubeError`::
     │   ├── InvalidResponseError      (also ValueError) a create answered without a session id
     │   └── SessionNotFoundError      (also NotFoundError) the server does not know the session
     ├── DataPlaneError                a sandbox answered something the SDK cannot use
+    │   └── CodeContextError          a code context cannot start, or its interpreter is gone
     ├── CommandExecutionError         a command exited non-zero (exit_code, stderr, command)
     ├── APIError                      (also requests.HTTPError) the server answered 4xx/5xx
     │   ├── BadRequestError           400
@@ -41,6 +42,7 @@ __all__ = [
     "AgentCubeError",
     "AuthenticationError",
     "BadRequestError",
+    "CodeContextError",
     "CommandExecutionError",
     "DataPlaneError",
     "InvalidArgumentError",
@@ -74,6 +76,12 @@ class InvalidResponseError(SessionError, ValueError):
 
 class DataPlaneError(AgentCubeError):
     """A sandbox answered, but with something the SDK cannot use (a malformed body, say)."""
+
+
+class CodeContextError(DataPlaneError):
+    """A code context could not be started (no ``python3`` or ``bash`` in the sandbox), or its
+    interpreter is no longer running (the sandbox restarted, or the process was killed): its
+    state is lost, and a new context is the way on. The message says which."""
 
 
 class CommandExecutionError(AgentCubeError):

@@ -14,8 +14,9 @@ interleaved (ABBA order) in the same run and compared by the ratio of their medi
 BENCHMARKS.md explains the method and holds the figures of one full run.
 
 Each family is a script of its own (``bench_overhead.py``, ``bench_wire.py``,
-``bench_first_use.py``, ``bench_concurrency.py``, ``bench_files.py``, ``bench_import.py``,
-same flags) over the shared harness (``_harness.py``); this one runs them all, in this order.
+``bench_first_use.py``, ``bench_concurrency.py``, ``bench_files.py``, ``bench_contexts.py``,
+``bench_import.py``, same flags) over the shared harness (``_harness.py``); this one runs them
+all, in this order.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import sys
 
 import bench_concurrency
+import bench_contexts
 import bench_files
 import bench_first_use
 import bench_import
@@ -41,6 +43,7 @@ STEPS = [
     bench_concurrency.CONCURRENCY,
     bench_files.MEMORY,
     bench_files.BROKEN_DOWNLOAD,
+    bench_contexts.CONTEXTS,
     bench_import.IMPORT,
 ]
 

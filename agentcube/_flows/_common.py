@@ -1,9 +1,12 @@
 """What the flows share: where a sandbox's requests go (:class:`RouterTarget`), the read of an
-``api/execute`` answer (:class:`Executed`), and how an answer is checked against its wire model
-without building the model when its shape is the usual one (:func:`read_answer`)."""
+``api/execute`` answer (:class:`Executed`), how an answer is checked against its wire model
+without building the model when its shape is the usual one (:func:`read_answer`), and the
+values the process and context flows hand each other and the clients (:class:`Started`,
+:class:`Status`, :class:`Stream`, :class:`ContextHandle`)."""
 
 from __future__ import annotations
 
+import codecs
 import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -22,6 +25,9 @@ logger = logging.getLogger("agentcube.ops")
 # The read timeout of a create (WorkloadManager POST or Router bootstrap): longer than the
 # 2 minutes after which the WorkloadManager answers 504 for a sandbox that is not ready.
 CREATE_READ_TIMEOUT = 150.0
+
+OutputCallback = Callable[[str], object]
+"""What ``on_stdout``/``on_stderr`` take: called with each new piece of output text."""
 
 
 # How agentcube-local is given a template of each kind, and the one it has built in.
@@ -146,3 +152,46 @@ def read_answer(
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+class Started(NamedTuple):
+    """A command started with ``background=True``: its pid, log file (workspace-relative)
+    and state directory (see :data:`START_STRING`)."""
+
+    pid: int
+    log_file: str
+    state: str
+
+
+class Status(NamedTuple):
+    """``running`` (exit_code None), ``exited`` (its exit code) or ``gone`` (ended without an
+    exit code: killed with SIGKILL, or the sandbox restarted)."""
+
+    state: str
+    exit_code: int | None
+
+
+class ContextHandle(NamedTuple):
+    """A started context: its directory (workspace-relative), language and supervisor pid."""
+
+    directory: str
+    language: str
+    pid: int
+
+
+class Stream:
+    """One growing file followed by Range downloads, its new text passed to ``callback``."""
+
+    __slots__ = ("callback", "data", "decoder", "path")
+
+    def __init__(self, path: str, callback: OutputCallback | None) -> None:
+        self.path = path
+        self.callback = callback
+        self.data = bytearray()
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def take(self, chunk: bytes, final: bool = False) -> None:
+        self.data += chunk
+        text = self.decoder.decode(chunk, final)
+        if text and self.callback is not None:
+            self.callback(text)

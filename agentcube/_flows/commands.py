@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from .._config import check_argv, check_env, check_text, command_timeout, workspace_path
 from .._protocol import Flow, Reply, encode_json
 from ..exceptions import CommandExecutionError, DataPlaneError, InvalidArgumentError
-from ._common import Executed, RouterTarget, logger, read_answer
+from ._common import Executed, RouterTarget, Started, logger, read_answer
 from ._go import go_duration
 
 # The HTTP read timeout of api/execute is the command's own timeout plus this margin, so that
@@ -31,23 +31,23 @@ _DEADLINE_SLACK = 10.0
 
 # Start a command detached from the call, its output in a log file, and print its pid. A plain
 # ``cmd &`` keeps api/execute open: the sandbox answers only once every process holding the
-# command's output pipe has exited, and a background job inherits that pipe. Arguments: the
-# log file, then the command string (START_STRING) or the argv (START_ARGV).
-_LAUNCH = 'log=$1; shift; mkdir -p -- "$(dirname -- "$log")" && '
-START_STRING = _LAUNCH + 'sh -c "$1" >"$log" 2>&1 </dev/null & echo $!'
-START_ARGV = _LAUNCH + '"$@" >"$log" 2>&1 </dev/null & echo $!'
-
-
-class BackgroundProcess(NamedTuple):
-    """A command started with ``execute_command(..., background=True)``.
-
-    Attributes:
-        pid: its process id in the sandbox (``kill <pid>`` stops it).
-        log_file: the workspace file receiving its stdout and stderr.
-    """
-
-    pid: int
-    log_file: str
+# command's output pipe has exited, and a background job inherits that pipe. The command runs
+# as the child of a watcher shell that writes its exit status, in a new session (setsid, when
+# the sandbox has it) so that a kill reaches its whole process group; the watcher outlives
+# INT/TERM/HUP to record the status. The state directory D gets: pid, log (the log's path)
+# and, at the end, exit. Arguments: D, the log file, then the command string (START_STRING)
+# or the argv (START_ARGV).
+_WATCH = 'trap : INT TERM HUP; "$@"; echo $? >"$D/exit.tmp" && mv -f -- "$D/exit.tmp" "$D/exit"'
+_LAUNCH = (
+    'd=$1 log=$2; shift 2; mkdir -p -- "$d" "$(dirname -- "$log")" || exit 1; '
+    'printf "%s\\n" "${log#./}" >"$d/log"; S=; command -v setsid >/dev/null 2>&1 && S=setsid; '
+    f"D=$d $S sh -c '{_WATCH}' sh "
+)
+_DETACHED = ' >"$log" 2>&1 </dev/null & echo $! >"$d/pid"; echo $!'
+START_STRING = _LAUNCH + 'sh -c "$1"' + _DETACHED
+START_ARGV = _LAUNCH + '"$@"' + _DETACHED
+# Where the SDK keeps what it leaves in a sandbox, under the workspace.
+STATE_DIR = ".agentcube"
 
 
 def execute(
@@ -141,9 +141,9 @@ def command_output(
     timeout: float | None,
     background: bool,
     log_file: str | None,
-) -> Flow[str | BackgroundProcess]:
-    """``execute_command``: stdout of a command that exited 0, or the started
-    :class:`BackgroundProcess`; CommandExecutionError for a non-zero exit."""
+) -> Flow[str | Started]:
+    """``execute_command``: stdout of a command that exited 0, or the :class:`Started`
+    background process; CommandExecutionError for a non-zero exit."""
     if background:
         return (yield from start_background(target, command, log_file))
     if log_file is not None:
@@ -154,27 +154,28 @@ def command_output(
 
 def start_background(
     target: RouterTarget, command: str | list[str], log_file: str | None = None
-) -> Flow[BackgroundProcess]:
+) -> Flow[Started]:
     """Start ``command`` detached from the call (see :data:`START_STRING`): its output goes to
-    ``log_file`` (default ``.agentcube-bg-<random>.log`` in the workspace), and the call
-    returns at once."""
+    ``log_file`` (default ``.agentcube-bg-<random>.log`` in the workspace), its state to
+    ``.agentcube/processes/<random>``, and the call returns at once."""
     if log_file is None:
         log = f".agentcube-bg-{secrets.token_hex(6)}.log"
     else:
         log = workspace_path(log_file, "log_file", allow_root=False)
+    state = f"{STATE_DIR}/processes/{secrets.token_hex(8)}"
     if isinstance(command, str):
         if not command.strip():
             raise InvalidArgumentError("command must not be empty")
         check_text(command, "command")
-        argv = ["sh", "-c", START_STRING, "sh", "./" + log, command]
+        argv = ["sh", "-c", START_STRING, "sh", state, "./" + log, command]
     else:
-        argv = ["sh", "-c", START_ARGV, "sh", "./" + log, *check_argv(command)]
+        argv = ["sh", "-c", START_ARGV, "sh", state, "./" + log, *check_argv(command)]
     result = yield from execute(target, argv, 30.0)
     pid = check_exit(result, command).strip()
     if not pid.isdigit():
         raise DataPlaneError(f"the sandbox did not report the background process id: {pid!r}")
     logger.debug("started background process %s (output in %s)", pid, log)
-    return BackgroundProcess(int(pid), log)
+    return Started(int(pid), log, state)
 
 
 def run_checked(target: RouterTarget, argv: list[str], what: str) -> Flow[Executed]:

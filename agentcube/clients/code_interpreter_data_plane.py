@@ -14,12 +14,12 @@ from .._config import ROUTER_URL_ENV, check_session_id, resolve_url, validate_ur
 from .._drivers._sync import SyncTransport
 from .._flows import code as code_flows
 from .._flows import commands, files
-from .._flows._common import RouterTarget
-from .._flows.commands import BackgroundProcess
+from .._flows._common import RouterTarget, Started
 from .._protocol import RetryPolicy
 from ..auth import AuthProvider
 from ..exceptions import InvalidArgumentError
 from ..kinds import CODE_INTERPRETER, ResourceKind
+from ..processes import BackgroundProcess
 from ._base import _DEFAULT_POOL, ServiceClient
 
 if TYPE_CHECKING:
@@ -186,9 +186,12 @@ class CodeInterpreterDataPlaneClient(ServiceClient):
         Raises:
             CommandExecutionError: non-zero exit (carries ``exit_code``, ``stderr``, ``command``).
         """
-        return self._run(
+        result = self._run(
             commands.command_output(self._target, command, timeout, background, log_file)
         )
+        if isinstance(result, Started):
+            return BackgroundProcess._bind(result, self._run, lambda: self._target)
+        return result
 
     def run_code(self, language: str, code: str, timeout: float | None = None) -> str:
         """Run ``code`` in ``language`` (python, py, python3, bash, sh) and return its stdout.

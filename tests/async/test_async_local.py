@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from integration.loopback import DripServer  # tests/ is on sys.path (pytest's rootdir import)
 
-from agentcube import APITimeoutError, BackgroundProcess, RetryPolicy, StopOutcome
+from agentcube import APITimeoutError, AsyncBackgroundProcess, RetryPolicy, StopOutcome
 from agentcube.aio import AsyncAgentRuntimeClient, AsyncCodeInterpreterClient
 from agentcube.local import LocalAgentCube
 
@@ -99,7 +99,7 @@ async def test_code_interpreter_lifecycle(
     started = time.monotonic()
     bg = await ci.execute_command("echo started-bg; sleep 30", background=True)
     assert time.monotonic() - started < 10, "a background command must return at once"
-    assert isinstance(bg, BackgroundProcess) and bg.pid > 0
+    assert isinstance(bg, AsyncBackgroundProcess) and bg.pid > 0
 
     async def logged_start() -> bool:
         out = await ci.execute_command_result(["cat", bg.log_file])

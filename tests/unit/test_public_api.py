@@ -19,14 +19,18 @@ TOP_LEVEL_MODULES = [
     "agentcube.agent_runtime",
     "agentcube.auth",
     "agentcube.code_interpreter",
+    "agentcube.contexts",
     "agentcube.exceptions",
     "agentcube.kinds",
+    "agentcube.processes",
     "agentcube.session",
 ]
 # Public-looking helpers that are deliberately not part of the top-level API.
 INTERNAL_HELPERS = {
     "agentcube.auth.resolve_auth",  # how clients pick a provider; not something users call
     "agentcube.exceptions.error_from_reply",  # the one place mapping answers to errors
+    "agentcube.contexts.keeps_contexts",  # which contexts stop() closes; used by the clients
+    "agentcube.contexts.registry",  # the contexts a client made; used by the clients
 }
 # Sub-namespaces with their own curated ``__all__`` (checked separately below).
 OWN_NAMESPACES = ("agentcube.clients", "agentcube.models", "agentcube.aio")
