@@ -28,6 +28,7 @@ import bench_contexts
 import bench_files
 import bench_first_use
 import bench_import
+import bench_isolation
 import bench_overhead
 import bench_wire
 from _harness import main
@@ -45,6 +46,7 @@ STEPS = [
     bench_files.BROKEN_DOWNLOAD,
     bench_contexts.CONTEXTS,
     bench_import.IMPORT,
+    bench_isolation.ISOLATION,
 ]
 
 if __name__ == "__main__":

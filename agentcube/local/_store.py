@@ -51,7 +51,12 @@ class Lifetime:
 
 @dataclass(frozen=True)
 class SessionInfo:
-    """A snapshot of one session. Times are Unix timestamps (``time.time()``)."""
+    """A snapshot of one session. Times are Unix timestamps (``time.time()``).
+
+    ``workspace``: where this machine reaches the session's workspace (code interpreters
+    only). For an isolated session it is a path through its sandbox's root
+    (``/proc/PID/root/root``), good while the session lives, for tests to look inside.
+    """
 
     session_id: str
     kind: str

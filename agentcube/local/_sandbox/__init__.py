@@ -3,8 +3,8 @@
 Every session has one :class:`Sandbox`: the built-in PicoD (``_picod``), a real PicoD binary
 (:mod:`.picod_process`) or an agent (``_agents``). Beneath them, in this package: ``paths`` (a
 workspace no file operation leaves), ``procs`` (starting and ending a session's processes) and
-``_reaper.py`` (the supervisor program ``procs`` runs by path). This is where isolation belongs;
-today nothing is isolated: commands run as the server's user on this machine.
+``_reaper.py`` (the supervisor program ``procs`` runs by path), and isolation: ``isolation``
+(the server's side), ``jail_zygote`` (forks every sandbox) and ``_jail`` (the kernel's side).
 """
 
 from __future__ import annotations
