@@ -107,6 +107,20 @@ def test_a_taken_router_port_is_named_with_a_way_out() -> None:
     assert "--port 0" in done.stderr
 
 
+def _two_free_ports() -> int:
+    """A port that is free, and the next one too (the Router's, as the example has it)."""
+    for _ in range(50):
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no two consecutive free ports")
+
+
 def test_help_names_the_program_and_its_example_works() -> None:
     shown = _cli("--help").stdout
     assert shown.startswith("usage: agentcube-local")
@@ -115,9 +129,7 @@ def test_help_names_the_program_and_its_example_works() -> None:
     export = next(line for line in lines if line.startswith("export WORKLOAD_MANAGER_URL="))
     port = int(re.search(r"--port (\d+)", start).group(1))  # type: ignore[union-attr]
     # What the example exports is exactly what the server it starts prints (on free ports).
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = s.getsockname()[1]
+    free = _two_free_ports()
     server = CliServer.__new__(CliServer)
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentcube.local", "--port", str(free), "--quiet"],
