@@ -124,10 +124,20 @@ def test_writes_to_system_directories_land_in_the_session_only(
     api: Api, jail: LocalAgentCube, sid: str
 ) -> None:
     name = f"agentcube-probe-{secrets.token_hex(4)}"
-    targets = [f"/etc/{name}", f"/usr/local/{name}", f"/{name}", f"/tmp/{name}"]
+    system = [f"/etc/{name}", f"/usr/local/{name}"]
+    own = [f"/{name}", f"/tmp/{name}"]
+    targets = system + own
     try:
-        result = sh(api, sid, "; ".join(f"echo inside > {t} && cat {t}" for t in targets))
-        assert result["stdout"] == "inside\n" * len(targets), result["stderr"]
+        script = "; ".join(f"(echo inside > {t} && cat {t}) || echo refused" for t in targets)
+        result = sh(api, sid, script)
+        # Root inside owns what this user owns outside: run as root, the system directories
+        # take writes into the session's layer; run as anyone else, those owned by this
+        # machine's root refuse them (the kernel maps no other owner). The session's own
+        # directories always take them.
+        lines = result["stdout"].splitlines()
+        assert lines[len(system) :] == ["inside"] * len(own), result
+        if os.getuid() == 0:
+            assert lines[: len(system)] == ["inside"] * len(system), result
         for target in targets:
             assert not os.path.exists(target), f"{target} reached the host"
         other = api.create()

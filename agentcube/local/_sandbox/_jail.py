@@ -21,9 +21,14 @@ the bounding set), so they cannot remount or unmount any of it.
 
 from __future__ import annotations
 
+# Every import is at the top: this module runs inside sandboxes, where the host's files (this
+# Python's standard library among them) may be out of sight.
+
 import ctypes
+import fcntl
 import os
 import platform
+import resource
 import socket
 import struct
 from typing import Any
@@ -125,11 +130,14 @@ def join_cgroups(procs_files: list[str]) -> None:
 
 
 def set_rlimits(limits: dict[str, int]) -> None:
-    """The fallbacks where no cgroup controller is granted: ``{"as": bytes, "nproc": n}``."""
-    import resource
+    """The fallbacks where no cgroup controller is granted: ``{"data": bytes, "nproc": n}``.
 
+    Set in the process supervisor, so they bound each command (and a real PicoD) but not the
+    built-in PicoD's own threads. ``RLIMIT_DATA`` rather than ``RLIMIT_AS``: Go reserves far
+    more address space than it uses, and counts only what it maps writable.
+    """
     for name, value in limits.items():
-        which = {"as": resource.RLIMIT_AS, "nproc": resource.RLIMIT_NPROC}[name]
+        which = {"data": resource.RLIMIT_DATA, "nproc": resource.RLIMIT_NPROC}[name]
         resource.setrlimit(which, (value, value))
 
 
@@ -146,7 +154,6 @@ def enter(config: dict[str, Any]) -> None:
     """
     libc = _lib()
     join_cgroups(config.get("cgroups", []))
-    set_rlimits(config.get("rlimits", {}))
     flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     if config.get("network", "none") != "host":
         flags |= CLONE_NEWNET
@@ -284,8 +291,6 @@ def _pivot_root() -> None:
 def loopback_up() -> None:
     """Bring ``lo`` up in this (new) network namespace: its own loopback, nothing else."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        import fcntl
-
         request = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request))[1]
         fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))

@@ -141,8 +141,8 @@ class Cgroups:
                 if self._make(path, values):
                     self.enforced[controller] = "cgroup v1"
         if "memory" not in self.enforced:
-            self.rlimits["as"] = limits.memory
-            self.enforced["memory"] = "RLIMIT_AS (per process)"
+            self.rlimits["data"] = limits.memory
+            self.enforced["memory"] = "RLIMIT_DATA (per process)"
         if "pids" not in self.enforced:
             self.rlimits["nproc"] = limits.pids
             self.enforced["pids"] = "RLIMIT_NPROC"

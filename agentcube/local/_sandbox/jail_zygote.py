@@ -114,8 +114,19 @@ def _warm_up() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+class _NothingMoreToImport:
+    """Inside a sandbox nothing may be imported (the host's files may be out of sight there, or
+    not, depending on where this Python lives): an import is refused alike everywhere, so that
+    a module missing from the preloads above fails every test run, not only some machines'."""
+
+    @staticmethod
+    def find_spec(name: str, path: object = None, target: object = None) -> None:
+        raise ImportError(f"{name} imported inside a sandbox: preload it in jail_zygote")
+
+
 def _inside(config: dict[str, Any], reply: socket.socket, listener: socket.socket) -> None:
     """PID 1 of the sandbox: the supervisor, then PicoD's HTTP API until killed."""
+    sys.meta_path.insert(0, _NothingMoreToImport())  # type: ignore[arg-type]
     _jail.harden()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     supervisor = os.fork()
@@ -123,6 +134,7 @@ def _inside(config: dict[str, Any], reply: socket.socket, listener: socket.socke
         ours.close()
         reply.close()
         listener.close()
+        _jail.set_rlimits(config.get("rlimits", {}))
         _reaper.serve(theirs)  # never returns
     theirs.close()
     processes = SubreaperSupervisor(link=link_to(ours))
