@@ -130,7 +130,7 @@ def bench_calls(server: ServerProcess, s: Settings, report: Report, work: str) -
     base = router + _raw.prefix("code-interpreters", INTERPRETER)
     sid = client.session_id
     assert sid is not None
-    argv = _raw.TRUE_ARGV  # what the SDK sends
+    argv = _raw.TRUE_ARGV  # what upstream sends, as a user would by hand
     data = os.urandom(1024)
     local_sdk, local_raw = os.path.join(work, "calls-sdk.bin"), os.path.join(work, "calls-raw.bin")
     ops: dict[str, tuple[Callable[[int], Any], Callable[[int], Any]]] = {

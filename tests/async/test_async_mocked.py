@@ -9,6 +9,7 @@ record that says where the client is), never with timed sleeps.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
 import json
@@ -432,7 +433,8 @@ async def test_async_with_deletes_on_normal_exit(mock: respx.MockRouter, make_ci
         assert create.call_count == 1
         assert await ci.run_code("python", "print(6 * 7)") == "42\n"
         assert write.call_count == 1 and execute.call_count == 1
-        assert b"print(6 * 7)" in write.calls.last.request.content
+        sent = json.loads(write.calls.last.request.content)
+        assert base64.b64decode(sent["content"]) == b"print(6 * 7)"
         assert not delete.called
     assert delete.call_count == 1
     assert ci.session_id is None
