@@ -12,33 +12,52 @@ The async clients (``AsyncCodeInterpreterClient``, ``AsyncAgentRuntimeClient``,
 from typing import TYPE_CHECKING, Any
 
 from . import _logging  # noqa: F401  (installs the package NullHandler)
-from ._exit_cleanup import enable_exit_cleanup
-from ._flows.commands import BackgroundProcess
-from ._protocol import RetryPolicy
 from ._version import __version__
-from .agent_runtime import AgentRuntimeClient
-from .auth import AuthProvider, ServiceAccountAuth, TokenAuth
-from .code_interpreter import CodeInterpreterClient
-from .exceptions import (
-    AgentCubeError,
-    APIConnectionError,
-    APIError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    CommandExecutionError,
-    DataPlaneError,
-    InvalidArgumentError,
-    InvalidResponseError,
-    NotFoundError,
-    PayloadTooLargeError,
-    PermissionDeniedError,
-    ServerError,
-    SessionError,
-    SessionNotFoundError,
+
+# Every other public name is imported when it is first used (PEP 562), so that `import
+# agentcube` costs what the package itself needs, and a first call loads only its own modules
+# (the async clients, which need httpx, among them). Each name maps to its module.
+_MODULE_OF = {
+    "enable_exit_cleanup": "._exit_cleanup",
+    "BackgroundProcess": "._flows.commands",
+    "RetryPolicy": "._protocol",
+    "AgentRuntimeClient": ".agent_runtime",
+    "AuthProvider": ".auth",
+    "ServiceAccountAuth": ".auth",
+    "TokenAuth": ".auth",
+    "CodeInterpreterClient": ".code_interpreter",
+    "AGENT_RUNTIME": ".kinds",
+    "CODE_INTERPRETER": ".kinds",
+    "ResourceKind": ".kinds",
+    "ManagedSessionClient": ".session",
+    "StopOutcome": ".session",
+    "AsyncAgentRuntimeClient": ".aio",
+    "AsyncCodeInterpreterClient": ".aio",
+    "AsyncManagedSessionClient": ".aio",
+}
+_MODULE_OF.update(
+    dict.fromkeys(
+        (
+            "AgentCubeError",
+            "APIConnectionError",
+            "APIError",
+            "APITimeoutError",
+            "AuthenticationError",
+            "BadRequestError",
+            "CommandExecutionError",
+            "DataPlaneError",
+            "InvalidArgumentError",
+            "InvalidResponseError",
+            "NotFoundError",
+            "PayloadTooLargeError",
+            "PermissionDeniedError",
+            "ServerError",
+            "SessionError",
+            "SessionNotFoundError",
+        ),
+        ".exceptions",
+    )
 )
-from .kinds import AGENT_RUNTIME, CODE_INTERPRETER, ResourceKind
-from .session import ManagedSessionClient, StopOutcome
 
 __all__ = [
     "AGENT_RUNTIME",
@@ -74,23 +93,47 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from ._exit_cleanup import enable_exit_cleanup
+    from ._flows.commands import BackgroundProcess
+    from ._protocol import RetryPolicy
+    from .agent_runtime import AgentRuntimeClient
     from .aio import AsyncAgentRuntimeClient as AsyncAgentRuntimeClient
     from .aio import AsyncCodeInterpreterClient as AsyncCodeInterpreterClient
     from .aio import AsyncManagedSessionClient as AsyncManagedSessionClient
-
-_ASYNC_NAMES = frozenset(
-    {"AsyncAgentRuntimeClient", "AsyncCodeInterpreterClient", "AsyncManagedSessionClient"}
-)
+    from .auth import AuthProvider, ServiceAccountAuth, TokenAuth
+    from .code_interpreter import CodeInterpreterClient
+    from .exceptions import (
+        AgentCubeError,
+        APIConnectionError,
+        APIError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        CommandExecutionError,
+        DataPlaneError,
+        InvalidArgumentError,
+        InvalidResponseError,
+        NotFoundError,
+        PayloadTooLargeError,
+        PermissionDeniedError,
+        ServerError,
+        SessionError,
+        SessionNotFoundError,
+    )
+    from .kinds import AGENT_RUNTIME, CODE_INTERPRETER, ResourceKind
+    from .session import ManagedSessionClient, StopOutcome
 
 
 def __getattr__(name: str) -> Any:
-    # The async clients are imported on first use: httpx is an optional dependency.
-    if name in _ASYNC_NAMES:
-        from . import aio
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentcube' has no attribute {name!r}")
+    from importlib import import_module
 
-        return getattr(aio, name)
-    raise AttributeError(f"module 'agentcube' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value  # looked up once
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _ASYNC_NAMES)
+    return sorted(set(globals()) | set(_MODULE_OF))

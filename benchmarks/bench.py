@@ -42,6 +42,7 @@ STEPS = [
     bench_files.MEMORY,
     bench_files.BROKEN_DOWNLOAD,
     bench_import.IMPORT,
+    bench_import.VERSUS,
 ]
 
 if __name__ == "__main__":

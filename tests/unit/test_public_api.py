@@ -255,3 +255,23 @@ def test_importing_agentcube_does_not_import_httpx():
     code = "import sys, agentcube; agentcube.CodeInterpreterClient; print('httpx' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_importing_agentcube_loads_its_names_on_first_use():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, agentcube\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('agentcube', 'requests'))))\n"
+        "from agentcube import CodeInterpreterClient, SessionError\n"
+        "import agentcube.code_interpreter as c, agentcube.exceptions as e\n"
+        "print(CodeInterpreterClient is c.CodeInterpreterClient, SessionError is e.SessionError)\n"
+        "print('agentcube.aio' in sys.modules, 'pydantic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == [
+        "['agentcube', 'agentcube._logging', 'agentcube._version']",
+        "True True",
+        "False False",
+    ]
