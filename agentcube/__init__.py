@@ -6,7 +6,7 @@
 
 URLs come from the arguments or the ``WORKLOAD_MANAGER_URL`` / ``ROUTER_URL`` env vars.
 The async clients (``AsyncCodeInterpreterClient``, ``AsyncAgentRuntimeClient``,
-``AsyncManagedSessionClient``) need httpx: ``pip install "agentcube-sdk[async]"``.
+``AsyncManagedSessionClient``) need aiohttp: ``pip install "agentcube-sdk[async]"``.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -16,7 +16,7 @@ from ._version import __version__
 
 # Every other public name is imported when it is first used (PEP 562), so that `import
 # agentcube` costs what the package itself needs, and a first call loads only its own modules
-# (the async clients, which need httpx, among them). Each name maps to its module.
+# (the async clients, which need aiohttp, among them). Each name maps to its module.
 _MODULE_OF = {
     "enable_exit_cleanup": "._exit_cleanup",
     "BackgroundProcess": "._flows.commands",

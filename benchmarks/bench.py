@@ -15,7 +15,8 @@ BENCHMARKS.md explains the method and holds the figures of one full run.
 
 Each family is a script of its own (``bench_overhead.py``, ``bench_wire.py``,
 ``bench_versus.py``, ``bench_first_use.py``, ``bench_concurrency.py``, ``bench_files.py``,
-``bench_import.py``, same flags) over the shared harness (``_harness.py``); this one runs them all, in this order.
+``bench_import.py``, same flags) over the shared harness (``_harness.py``); this one runs them
+all, in this order.
 """
 
 from __future__ import annotations
