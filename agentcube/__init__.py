@@ -16,7 +16,8 @@ from ._version import __version__
 
 # Every other public name is imported when it is first used (PEP 562), so that `import
 # agentcube` costs what the package itself needs, and a first call loads only its own modules
-# (the async clients, which need aiohttp, among them). Each name maps to its module.
+# (the async clients, which need aiohttp, among them). Each name maps to its module; the other
+# names of __all__ are the errors, from .exceptions.
 _MODULE_OF = {
     "enable_exit_cleanup": "._exit_cleanup",
     "BackgroundProcess": "._flows.commands",
@@ -35,29 +36,6 @@ _MODULE_OF = {
     "AsyncCodeInterpreterClient": ".aio",
     "AsyncManagedSessionClient": ".aio",
 }
-_MODULE_OF.update(
-    dict.fromkeys(
-        (
-            "AgentCubeError",
-            "APIConnectionError",
-            "APIError",
-            "APITimeoutError",
-            "AuthenticationError",
-            "BadRequestError",
-            "CommandExecutionError",
-            "DataPlaneError",
-            "InvalidArgumentError",
-            "InvalidResponseError",
-            "NotFoundError",
-            "PayloadTooLargeError",
-            "PermissionDeniedError",
-            "ServerError",
-            "SessionError",
-            "SessionNotFoundError",
-        ),
-        ".exceptions",
-    )
-)
 
 __all__ = [
     "AGENT_RUNTIME",
@@ -125,7 +103,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
+    module = _MODULE_OF.get(name, ".exceptions" if name in __all__ else None)
     if module is None:
         raise AttributeError(f"module 'agentcube' has no attribute {name!r}")
     from importlib import import_module
@@ -136,4 +114,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_MODULE_OF))
+    return sorted(set(globals()) | set(_MODULE_OF) | set(__all__))
