@@ -6,7 +6,7 @@ upstream's wire bodies (``raw``).
 
 It opens a code-interpreter and an agent-runtime session, prints ``ready``, then reads lines
 ``OP N`` from stdin and runs ``N`` calls of ``OP`` for each, answering one JSON line: the wall
-and CPU seconds of every call. ``quit`` ends it (its sessions stopped).
+and CPU seconds of every call. ``quit`` ends it, its sessions deleted.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ def _sdk_ops(who: str, wm: str, router: str) -> tuple[dict[str, Callable[[], Any
     from agentcube import AgentRuntimeClient, CodeInterpreterClient
 
     ci = CodeInterpreterClient(workload_manager_url=wm, router_url=router)
-    ar = AgentRuntimeClient(AGENT, router_url=router)
+    if who == "sdk":  # its stop() deletes the session it bootstrapped
+        ar = AgentRuntimeClient(AGENT, router_url=router, workload_manager_url=wm)
+    else:  # upstream's has no delete: the session is deleted by hand at the end
+        ar = AgentRuntimeClient(AGENT, router_url=router)
 
     def lifecycle() -> None:
         client = CodeInterpreterClient(workload_manager_url=wm, router_url=router)
@@ -93,8 +96,15 @@ def main() -> None:
             cpu.append((c1 - c0) / 1e9)
         print(json.dumps([wall, cpu]), flush=True)
     for client in clients:
-        stop = getattr(client, "stop", None) or client.close
-        stop()
+        if hasattr(client, "stop"):
+            client.stop()
+            continue
+        session_id = client.session_id  # upstream's agent-runtime client: close() keeps it
+        client.close()
+        if session_id:
+            import requests
+
+            requests.delete(f"{wm}/v1/agent-runtime/sessions/{session_id}", timeout=30)
 
 
 if __name__ == "__main__":

@@ -133,6 +133,14 @@ def bench_versus(
     finally:
         for c in contenders.values():
             c.close()
+    left = server.sessions()
+    report.add(
+        "per call against upstream and raw: sessions left on the server",
+        str(len(left)),
+        "0",
+        not left,
+        exact=True,
+    )
 
 
 def bench_downloads(server: ServerProcess, s: Settings, report: Report, work: str) -> None:
