@@ -10,7 +10,7 @@ their results, then returns the operation's value::
 
 The flows (in :mod:`agentcube._flows`) hold every rule: paths, bodies, headers, validation, retry
 decisions and the mapping of answers to results and errors. A driver performs the steps: the
-sync driver with requests (:mod:`agentcube._drivers._sync`), the async one with httpx
+sync driver with requests (:mod:`agentcube._drivers._sync`), the async one with aiohttp
 (:mod:`agentcube._drivers._async`). Only sending bytes and touching the disk differ between them.
 """
 

@@ -1,6 +1,6 @@
 """Async clients: the same sessions, rules and lifecycle as the sync clients, under asyncio.
 
-Needs httpx (``pip install "agentcube-sdk[async]"``). Each class takes the same arguments as
+Needs aiohttp (``pip install "agentcube-sdk[async]"``). Each class takes the same arguments as
 its sync twin and has the same methods, as coroutines. The lifecycle (owned, attached,
 detached; ``stop()``, ``delete()``, ``detach()``) is :class:`agentcube._lifecycle.SessionCore`,
 the one the sync clients use, and every request is built and every answer read by the same

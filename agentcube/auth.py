@@ -186,13 +186,13 @@ class ServiceAccountAuth:
             return run(self.token_flow(), self._transport)
 
     async def aget_token(self) -> str:
-        """:meth:`get_token` for asyncio: the fetch goes through httpx (the ``async`` extra) and
+        """:meth:`get_token` for asyncio: the fetch goes through aiohttp (the ``async`` extra) and
         never blocks the event loop; concurrent tasks of one loop wait for one fetch. The
         ``session`` given to the constructor is not used here."""
         token = self.cached_token()
         if token is not None:
-            return token  # without importing httpx
-        from ._drivers._async import arun, loop_lock, shared_transport  # httpx: optional
+            return token  # without importing aiohttp
+        from ._drivers._async import arun, loop_lock, shared_transport  # aiohttp: optional
 
         async with loop_lock(self._async_locks):  # the loop's tasks wait for one fetch
             token = self.cached_token()

@@ -39,7 +39,7 @@ t2 = time.perf_counter()
 print(t1 - t0, t2 - t1, flush=True)
 """
 
-# The same three requests the SDK sends (same paths, bodies and headers that matter).
+# The three requests a user would send by hand (upstream's bodies: the argv ["true"]).
 _RAW = """\
 import time
 t0 = time.perf_counter()
@@ -56,7 +56,7 @@ answer.raise_for_status()
 sid = answer.json()["sessionId"]
 answer = http.post(
     {router!r} + "/v1/namespaces/default/code-interpreters/my-interpreter/invocations/api/execute",
-    json={{"command": {argv!r}, "timeout": "130s"}},
+    json={{"command": {argv!r}, "timeout": "120s"}},
     headers={{"x-agentcube-session-id": sid}},
     timeout=(5.0, 160.0),
 )
@@ -113,6 +113,9 @@ def _spawn(program: str, env: dict[str, str]) -> tuple[float, float, float]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,  # upstream logs at INFO to stderr
         env=env,
+        # With -c the working directory comes first on sys.path: run in the (empty) bytecode
+        # cache directory, or this checkout's agentcube would shadow upstream's package.
+        cwd=env["PYTHONPYCACHEPREFIX"],
         text=True,
     )
     assert child.stdout is not None
@@ -130,6 +133,7 @@ def measure(
 ) -> dict[str, dict[str, float]]:
     """Median seconds per contender: ``total`` (spawn to answer), ``import``, ``lifecycle``."""
     programs = _programs(wm, router)
+    os.makedirs(cache, exist_ok=True)
     envs = {name: _env(cache, None) for name in CONTENDERS}
     names = [n for n in CONTENDERS if n != "upstream"]
     if upstream is not None:

@@ -1,12 +1,15 @@
 """The hand-written ``requests`` baseline: what a careful user would write without the SDK.
 
-Each function sends the same requests the SDK sends (same URL, headers, body) and parses the
-answer the same way, reusing one ``requests.Session`` (keep-alive), as a careful user would.
-It is also the benchmarks' one place for the SDK's private names they copy onto the wire.
+Each function sends the request a user would otherwise send: the same URL and headers, and
+upstream's own wire bodies where they differ from the SDK's (``execute_command("true")`` is the
+argv ``["true"]``, a small ``write_file`` the JSON body), and parses the answer the same way,
+reusing one ``requests.Session`` (keep-alive), as a careful user would. It is also the
+benchmarks' one place for the SDK's private names they copy onto the wire.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from collections.abc import Iterator
@@ -15,11 +18,10 @@ from typing import Any
 import requests
 
 # The SDK's private names whose bytes the baseline sends as well: imported here only.
-from agentcube._flows.commands import UNDER_DEADLINE as _UNDER_DEADLINE
 from agentcube._wire import USER_AGENT as USER_AGENT
 
 SESSION_HEADER = "x-agentcube-session-id"
-TRUE_ARGV = ["sh", "-c", _UNDER_DEADLINE, "sh", "true", "120.000"]  # execute_command("true")
+TRUE_ARGV = ["true"]  # upstream's execute_command("true"): shlex.split, no shell
 TIMEOUT = (5.0, 120.0)  # the SDK's default (connect, read) timeouts
 CHUNK = 1024 * 1024
 
@@ -132,7 +134,7 @@ def download(http: requests.Session, base: str, session_id: str, remote: str, lo
 
 def execute(http: requests.Session, base: str, session_id: str, argv: list[str]) -> str:
     """``POST api/execute`` with the body ``execute_command`` sends; stdout of a zero exit."""
-    body = {"command": argv, "timeout": "130s"}
+    body = {"command": argv, "timeout": "120s"}
     response = http.post(
         base + "api/execute",
         json=body,
@@ -148,21 +150,11 @@ def execute(http: requests.Session, base: str, session_id: str, argv: list[str])
 
 
 def write(http: requests.Session, base: str, session_id: str, data: bytes, remote: str) -> None:
-    """``POST api/files``: the multipart body ``write_file`` sends, built in memory."""
-    boundary = secrets.token_hex(16)
-    disposition = "--" + boundary + '\r\nContent-Disposition: form-data; name="{}"'
-    fields = {"path": remote, "mode": "0644"}
-    head = "".join(f"{disposition.format(k)}\r\n\r\n{v}\r\n" for k, v in fields.items())
-    head += (
-        disposition.format("file") + '; filename="upload"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
+    """``POST api/files``: upstream's JSON body (the content in base64)."""
+    body = {"path": remote, "content": base64.b64encode(data).decode("ascii"), "mode": "0644"}
+    response = http.post(
+        base + "api/files", json=body, headers={SESSION_HEADER: session_id}, timeout=TIMEOUT
     )
-    body = head.encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    headers = {
-        SESSION_HEADER: session_id,
-        "Content-Type": f"multipart/form-data; boundary={boundary}",
-    }
-    response = http.post(base + "api/files", data=body, headers=headers, timeout=TIMEOUT)
     response.raise_for_status()
     response.json()
 

@@ -14,9 +14,9 @@ interleaved (ABBA order) in the same run and compared by the ratio of their medi
 BENCHMARKS.md explains the method and holds the figures of one full run.
 
 Each family is a script of its own (``bench_overhead.py``, ``bench_wire.py``,
-``bench_first_use.py``, ``bench_concurrency.py``, ``bench_files.py``, ``bench_contexts.py``,
-``bench_import.py``, same flags) over the shared harness (``_harness.py``); this one runs them
-all, in this order.
+``bench_versus.py``, ``bench_first_use.py``, ``bench_concurrency.py``, ``bench_files.py``,
+``bench_contexts.py``, ``bench_import.py``, ``bench_isolation.py``, same flags) over the
+shared harness (``_harness.py``); this one runs them all, in this order.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import bench_first_use
 import bench_import
 import bench_isolation
 import bench_overhead
+import bench_versus
 import bench_wire
 from _harness import main
 
@@ -39,6 +40,8 @@ STEPS = [
     bench_wire.REUSE,
     bench_overhead.LIFECYCLE,
     bench_overhead.CALLS,
+    bench_versus.VERSUS,
+    bench_versus.DOWNLOADS,
     bench_first_use.FIRST_USE,
     bench_wire.REQUESTS,
     bench_concurrency.CONCURRENCY,
@@ -46,6 +49,7 @@ STEPS = [
     bench_files.BROKEN_DOWNLOAD,
     bench_contexts.CONTEXTS,
     bench_import.IMPORT,
+    bench_import.VERSUS,
     bench_isolation.ISOLATION,
 ]
 

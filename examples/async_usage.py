@@ -2,7 +2,7 @@
 
 With WORKLOAD_MANAGER_URL / ROUTER_URL set, this talks to that AgentCube; with neither set, it
 starts the local AgentCube (agentcube.local) in this process and runs against it.
-Needs httpx: pip install "agentcube-sdk[async]".
+Needs aiohttp: pip install "agentcube-sdk[async]".
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Why a request got no answer, in words: the one mapping from an HTTP library's exception chain
-(requests/urllib3, httpx/httpcore, or any other that chains the socket's error) to what a user
+(requests/urllib3, aiohttp, or any other that chains the socket's error) to what a user
 reads in an :class:`~agentcube.exceptions.APIConnectionError`, and the cause it may carry.
 
 Only the operating system's error at the root of the chain (``ConnectionRefusedError``,

@@ -82,12 +82,14 @@ class RouterTarget(NamedTuple):
         headers = {SESSION_HEADER: session_id} if session_id else {}
         return cls(endpoint, prefix, session_id, headers)
 
-    def call(self, method: str, subpath: str, **kw: Any) -> Call:
+    def call(
+        self, method: str, subpath: str, headers: Mapping[str, str] | None = None, **kw: Any
+    ) -> Call:
         return Call(
             self.endpoint,
             method,
             self.prefix + subpath,
-            headers=self.headers,
+            headers={**self.headers, **headers} if headers else self.headers,
             session_id=self.session_id,
             session_scoped=self.session_id is not None,
             **kw,

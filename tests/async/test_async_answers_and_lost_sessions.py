@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
-import respx
 
 from agentcube import (
     NotFoundError,
@@ -26,6 +24,8 @@ from agentcube import (
     _exit_cleanup,
 )
 from agentcube.aio import AsyncAgentRuntimeClient, AsyncCodeInterpreterClient
+
+from .aiomock import Answer, MockRouter, mocked
 
 pytestmark = pytest.mark.asyncio
 
@@ -40,17 +40,16 @@ ROUTER_939ABB5 = {"error": 'sessions.agentcube.volcano.sh "ci-1" not found'}
 
 
 @pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
+def mock() -> Iterator[MockRouter]:
+    yield from mocked()
 
 
-def _answer(content: bytes, headers: dict[str, str] = GIN_JSON) -> httpx.Response:
-    return httpx.Response(200, content=content, headers=headers)
+def _answer(content: bytes, headers: dict[str, str] = GIN_JSON) -> Answer:
+    return Answer(200, content=content, headers=headers)
 
 
-def _created(mock: respx.MockRouter) -> None:
-    answer = httpx.Response(200, json={"sessionId": "ci-1"})
+def _created(mock: MockRouter) -> None:
+    answer = Answer(200, json={"sessionId": "ci-1"})
     mock.post(f"{WM}/v1/code-interpreter").mock(return_value=answer)
 
 
@@ -58,7 +57,7 @@ def _created(mock: respx.MockRouter) -> None:
 
 
 async def test_execute_with_invalid_utf8_in_its_answer_returns_the_output(
-    mock: respx.MockRouter,
+    mock: MockRouter,
 ) -> None:
     body = b'{"stdout": "\xff\xfe", "stderr": "", "exit_code": 0}'
     mock.post(CI_PREFIX + "api/execute").mock(return_value=_answer(body))
@@ -70,7 +69,7 @@ async def test_execute_with_invalid_utf8_in_its_answer_returns_the_output(
 
 
 async def test_invoke_with_invalid_utf8_in_its_answer_returns_the_dict(
-    mock: respx.MockRouter,
+    mock: MockRouter,
 ) -> None:
     mock.post(AR_PREFIX).mock(return_value=_answer(b'{"reply": "\xff\xfe ok"}'))
     ar = AsyncAgentRuntimeClient("my-agent", session_id="ar-1", **URLS)
@@ -80,7 +79,7 @@ async def test_invoke_with_invalid_utf8_in_its_answer_returns_the_dict(
     assert await ar.invoke({"q": 1}, path="t") == "caf\u00e9"
 
 
-async def test_list_files_with_invalid_utf8_in_its_answer_lists(mock: respx.MockRouter) -> None:
+async def test_list_files_with_invalid_utf8_in_its_answer_lists(mock: MockRouter) -> None:
     body = b'{"files": [{"name": "a\xff.txt", "size": 1, "mode": "-rw-r--r--", "is_dir": false}]}'
     mock.get(CI_PREFIX + "api/files").mock(return_value=_answer(body))
     ci = AsyncCodeInterpreterClient(session_id="ci-1", **URLS)
@@ -102,11 +101,11 @@ async def test_list_files_with_invalid_utf8_in_its_answer_lists(mock: respx.Mock
     ids=repr,
 )
 async def test_an_owned_session_the_router_does_not_know_is_forgotten(
-    mock: respx.MockRouter, body: dict[str, str], headers: dict[str, str]
+    mock: MockRouter, body: dict[str, str], headers: dict[str, str]
 ) -> None:
     _created(mock)
     delete = mock.delete(f"{WM}/v1/code-interpreter/sessions/ci-1")
-    answer = httpx.Response(404, json=body, headers=headers)
+    answer = Answer(404, json=body, headers=headers)
     execute = mock.post(CI_PREFIX + "api/execute").mock(return_value=answer)
     ci = await AsyncCodeInterpreterClient.create(**URLS)
     assert _exit_cleanup.is_registered(ci._cleanup_key)
@@ -124,9 +123,9 @@ async def test_an_owned_session_the_router_does_not_know_is_forgotten(
     assert delete.call_count == 0
 
 
-async def test_an_attached_agent_runtime_session_is_forgotten(mock: respx.MockRouter) -> None:
+async def test_an_attached_agent_runtime_session_is_forgotten(mock: MockRouter) -> None:
     body = {"error": 'sessions.agentcube.volcano.sh "ar-1" not found'}
-    mock.post(AR_PREFIX).mock(return_value=httpx.Response(404, json=body))
+    mock.post(AR_PREFIX).mock(return_value=Answer(404, json=body))
     ar = AsyncAgentRuntimeClient("my-agent", session_id="ar-1", **URLS)
     with pytest.raises(SessionNotFoundError):
         await ar.invoke({"q": 1})
@@ -136,13 +135,11 @@ async def test_an_attached_agent_runtime_session_is_forgotten(mock: respx.MockRo
     assert await ar.stop() is StopOutcome.ALREADY_GONE  # KEPT, had the session lived
 
 
-async def test_a_sandbox_404_keeps_the_session(mock: respx.MockRouter) -> None:
-    answer = httpx.Response(
-        404, json={"error": "File not found", "code": 404}, headers={HEADER: "ci-1"}
-    )
+async def test_a_sandbox_404_keeps_the_session(mock: MockRouter) -> None:
+    answer = Answer(404, json={"error": "File not found", "code": 404}, headers={HEADER: "ci-1"})
     mock.get(CI_PREFIX + "api/files").mock(return_value=answer)
     delete = mock.delete(f"{WM}/v1/code-interpreter/sessions/ci-1").mock(
-        return_value=httpx.Response(200, json={"message": "Sandbox deleted successfully"})
+        return_value=Answer(200, json={"message": "Sandbox deleted successfully"})
     )
     ci = AsyncCodeInterpreterClient(session_id="ci-1", **URLS)
     with pytest.raises(NotFoundError) as info:

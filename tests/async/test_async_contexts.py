@@ -1,5 +1,5 @@
 """Code contexts, live output and background process control on the async client: the same
-flows as the sync one, first against httpx mocked by respx (what is sent), then against the
+flows as the sync one, first against aiohttp mocked by aioresponses (what is sent), then against the
 local AgentCube (what happens)."""
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
-import respx
 
 from agentcube import (
     AsyncBackgroundProcess,
@@ -25,6 +23,8 @@ from agentcube._flows import contexts as context_flows
 from agentcube.aio import AsyncCodeInterpreterClient
 from agentcube.local import LocalAgentCube
 
+from .aiomock import Answer, MockRouter, Request, mocked
+
 pytestmark = pytest.mark.asyncio
 
 ROUTER = "http://127.0.0.1:9"
@@ -32,9 +32,9 @@ PREFIX = f"{ROUTER}/v1/namespaces/default/code-interpreters/my-interpreter/invoc
 HERE = {"x-agentcube-session-id": "ci-1"}
 
 
-def executed(stdout: str = "", stderr: str = "", exit_code: int = 0) -> httpx.Response:
+def executed(stdout: str = "", stderr: str = "", exit_code: int = 0) -> Answer:
     body = {"stdout": stdout, "stderr": stderr, "exit_code": exit_code, "duration": 0.001}
-    return httpx.Response(200, json=body, headers=HERE)
+    return Answer(200, json=body, headers=HERE)
 
 
 def answer(**kw: Any) -> str:
@@ -44,9 +44,8 @@ def answer(**kw: Any) -> str:
 
 
 @pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
+def mock() -> Iterator[MockRouter]:
+    yield from mocked()
 
 
 @pytest.fixture
@@ -61,7 +60,7 @@ def ci() -> Iterator[AsyncCodeInterpreterClient]:
     client._detach()
 
 
-def argv_of(request: httpx.Request) -> list[str]:
+def argv_of(request: Request) -> list[str]:
     argv: list[str] = json.loads(request.content)["command"]
     return argv
 
@@ -69,7 +68,7 @@ def argv_of(request: httpx.Request) -> list[str]:
 # -- mocked ---------------------------------------------------------------------------------------
 
 
-async def test_mocked_a_run_is_one_execute(mock: respx.MockRouter, ci) -> None:
+async def test_mocked_a_run_is_one_execute(mock: MockRouter, ci) -> None:
     execute = mock.post(PREFIX + "api/execute").mock(return_value=executed("77\n"))
     ctx = await ci.create_code_context()
     assert isinstance(ctx, AsyncCodeContext) and execute.call_count == 1
@@ -86,31 +85,31 @@ async def test_mocked_a_run_is_one_execute(mock: respx.MockRouter, ci) -> None:
     assert ctx.closed and argv_of(execute.calls.last.request)[2] == context_flows.CLOSE
 
 
-async def test_mocked_a_live_run_follows_the_output(mock: respx.MockRouter, ci) -> None:
+async def test_mocked_a_live_run_follows_the_output(mock: MockRouter, ci) -> None:
     execute = mock.post(PREFIX + "api/execute").mock(return_value=executed("77\n"))
     ctx = await ci.create_code_context()
     execute.mock(return_value=executed(""))
     d = ctx.directory
     mock.get(PREFIX + f"api/files/{d}/result.json").mock(
         side_effect=[
-            httpx.Response(404, json={"error": "File not found"}, headers=HERE),
-            httpx.Response(200, text=answer(text="'ok'", stdout="a\nb\n"), headers=HERE),
+            Answer(404, json={"error": "File not found"}, headers=HERE),
+            Answer(200, text=answer(text="'ok'", stdout="a\nb\n"), headers=HERE),
         ]
     )
     mock.get(PREFIX + f"api/files/{d}/stdout").mock(
         side_effect=[
-            httpx.Response(206, content=b"a\n", headers=HERE),
-            httpx.Response(206, content=b"b\n", headers=HERE),
+            Answer(206, content=b"a\n", headers=HERE),
+            Answer(206, content=b"b\n", headers=HERE),
         ]
     )
-    mock.get(PREFIX + f"api/files/{d}/stderr").mock(return_value=httpx.Response(416, headers=HERE))
+    mock.get(PREFIX + f"api/files/{d}/stderr").mock(return_value=Answer(416, headers=HERE))
     seen: list[str] = []
     run = await ctx.run("...", on_stdout=seen.append)
     assert seen == ["a\n", "b\n"] and run.text == "'ok'"
     assert argv_of(execute.calls.last.request)[-1] == "follow"
 
 
-async def test_mocked_background_process_control(mock: respx.MockRouter, ci) -> None:
+async def test_mocked_background_process_control(mock: MockRouter, ci) -> None:
     execute = mock.post(PREFIX + "api/execute").mock(return_value=executed("31\n"))
     bg = await ci.execute_command("serve", background=True)
     assert isinstance(bg, AsyncBackgroundProcess) and bg == (31, bg.log_file)
@@ -122,7 +121,7 @@ async def test_mocked_background_process_control(mock: respx.MockRouter, ci) -> 
     await bg.kill(9)
     assert argv_of(execute.calls.last.request)[-1] == "KILL"
     mock.get(PREFIX + f"api/files/{bg.log_file}").mock(
-        return_value=httpx.Response(200, content=b"log\n", headers=HERE)
+        return_value=Answer(200, content=b"log\n", headers=HERE)
     )
     assert await bg.output() == "log\n"
     execute.mock(return_value=executed(".agentcube/processes/ab\t31\tx.log\n"))

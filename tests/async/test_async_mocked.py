@@ -1,31 +1,36 @@
-"""The async clients against httpx mocked by respx: what is sent, when, and what comes back.
+"""The async clients against aiohttp mocked by aioresponses (routes in ``aiomock.py``): what
+is sent, when, and what comes back.
 
-Every URL is on loopback or under ``.invalid`` (which never resolves), and respx runs with
-``assert_all_mocked=True``: a request that no route matches fails the test instead of leaving
-the machine. Cancellation is synchronised with events (a route that waits for a gate, a log
-record that says where the client is), never with timed sleeps.
+Every URL is on loopback or under ``.invalid`` (which never resolves), and a request that no
+route matches fails the test instead of leaving the machine. Cancellation is synchronised with
+events (a route that waits for a gate, a log record that says where the client is), never with
+timed sleeps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
+import gzip
 import json
 import logging
 import pickle
 import sys
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 import requests
-import respx
 
 from agentcube import (
+    APIConnectionError,
     APIError,
+    APITimeoutError,
     AuthenticationError,
     InvalidArgumentError,
     PermissionDeniedError,
@@ -38,6 +43,8 @@ from agentcube import (
     TokenAuth,
 )
 from agentcube.aio import AsyncAgentRuntimeClient, AsyncCodeInterpreterClient
+
+from .aiomock import Answer, MockRouter, Request, Route, mocked
 
 pytestmark = pytest.mark.asyncio
 
@@ -66,8 +73,8 @@ def result(stdout: str = "", stderr: str = "", exit_code: int = 0) -> dict[str, 
     }
 
 
-def created(session_id: str) -> httpx.Response:
-    return httpx.Response(
+def created(session_id: str) -> Answer:
+    return Answer(
         200,
         json={
             "kind": "Sandbox",
@@ -79,25 +86,25 @@ def created(session_id: str) -> httpx.Response:
     )
 
 
-def deleted() -> httpx.Response:
-    return httpx.Response(200, json={"message": "Sandbox deleted successfully"})
+def deleted() -> Answer:
+    return Answer(200, json={"message": "Sandbox deleted successfully"})
 
 
-def executed(stdout: str = "") -> httpx.Response:
-    return httpx.Response(200, json=result(stdout))
+def executed(stdout: str = "") -> Answer:
+    return Answer(200, json=result(stdout))
 
 
-def create_route(mock: respx.MockRouter, session_id: str = "ci-1") -> respx.Route:
+def create_route(mock: MockRouter, session_id: str = "ci-1") -> Route:
     return mock.post(f"{WM}/v1/code-interpreter").mock(return_value=created(session_id))
 
 
 def delete_route(
-    mock: respx.MockRouter, session_id: str = "ci-1", segment: str = "code-interpreter"
-) -> respx.Route:
+    mock: MockRouter, session_id: str = "ci-1", segment: str = "code-interpreter"
+) -> Route:
     return mock.delete(f"{WM}/v1/{segment}/sessions/{session_id}")
 
 
-def body_of(route: respx.Route, index: int = -1) -> Any:
+def body_of(route: Route, index: int = -1) -> Any:
     return json.loads(route.calls[index].request.content)
 
 
@@ -105,10 +112,9 @@ def body_of(route: respx.Route, index: int = -1) -> Any:
 
 
 @pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    # assert_all_mocked stays True (the default): an unmatched request raises, never goes out.
-    with respx.mock(assert_all_called=False) as router:
-        yield router
+def mock() -> Iterator[MockRouter]:
+    # A request no route matches gets a connection error (never leaves) and fails the test.
+    yield from mocked()
 
 
 @pytest.fixture
@@ -183,14 +189,14 @@ def logged() -> Iterator[Callable[[str], asyncio.Event]]:
 class Gate:
     """A route side effect that says when a request arrived and answers only when opened."""
 
-    def __init__(self, answer: Callable[[httpx.Request], httpx.Response]) -> None:
+    def __init__(self, answer: Callable[[Request], Answer]) -> None:
         self.answer = answer
         self.arrived = asyncio.Event()
         self.opened = asyncio.Event()
-        self.seen: list[httpx.Request] = []
+        self.seen: list[Request] = []
         self.answered = 0
 
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
+    async def __call__(self, request: Request) -> Answer:
         self.seen.append(request)
         self.arrived.set()
         await self.opened.wait()
@@ -223,7 +229,7 @@ HAS_NOTES = sys.version_info >= (3, 11)
 
 
 async def test_create_execute_and_stop_send_what_the_sync_client_sends(
-    mock: respx.MockRouter, clients: list[Any]
+    mock: MockRouter, clients: list[Any]
 ) -> None:
     create = mock.post(f"{WM}/v1/code-interpreter").mock(return_value=created("ci-7"))
     prefix = f"{ROUTER}/v1/namespaces/team-a/code-interpreters/py-large/invocations/"
@@ -266,7 +272,7 @@ async def test_create_execute_and_stop_send_what_the_sync_client_sends(
     assert delete.call_count == 1
 
 
-async def test_default_create_body(mock: respx.MockRouter, make_ci: Any) -> None:
+async def test_default_create_body(mock: MockRouter, make_ci: Any) -> None:
     create = create_route(mock)
     delete_route(mock).mock(return_value=deleted())
     ci = await make_ci().start()
@@ -283,9 +289,9 @@ async def test_default_create_body(mock: respx.MockRouter, make_ci: Any) -> None
 
 
 async def test_constructing_sends_nothing_and_methods_before_start_refuse(
-    mock: respx.MockRouter, make_ci: Any, make_ar: Any
+    mock: MockRouter, make_ci: Any, make_ar: Any
 ) -> None:
-    anything = mock.route().mock(return_value=httpx.Response(500))
+    anything = mock.route().mock(return_value=Answer(500))
     ci = make_ci()
     ar = make_ar()
     assert ci.session_id is None and ar.session_id is None
@@ -307,9 +313,7 @@ async def test_constructing_sends_nothing_and_methods_before_start_refuse(
 # -- 3. attaching ---------------------------------------------------------------------------------
 
 
-async def test_attached_code_interpreter_stop_deletes_it(
-    mock: respx.MockRouter, make_ci: Any
-) -> None:
+async def test_attached_code_interpreter_stop_deletes_it(mock: MockRouter, make_ci: Any) -> None:
     execute = mock.post(CI_PREFIX + "api/execute").mock(return_value=executed("ok"))
     delete = delete_route(mock, "ci-9").mock(return_value=deleted())
     ci = make_ci(session_id="ci-9")  # no await: attaching sends nothing
@@ -324,7 +328,7 @@ async def test_attached_code_interpreter_stop_deletes_it(
 
 
 async def test_attached_agent_runtime_stop_keeps_it_and_delete_deletes_it(
-    mock: respx.MockRouter, make_ar: Any
+    mock: MockRouter, make_ar: Any
 ) -> None:
     delete = delete_route(mock, "ar-9", "agent-runtime").mock(return_value=deleted())
     kept = make_ar(session_id="ar-9")
@@ -342,9 +346,9 @@ async def test_attached_agent_runtime_stop_keeps_it_and_delete_deletes_it(
 
 @pytest.mark.parametrize("kind", ["ci", "ar"])
 async def test_detach_then_stop_sends_nothing(
-    mock: respx.MockRouter, make_ci: Any, make_ar: Any, kind: str
+    mock: MockRouter, make_ci: Any, make_ar: Any, kind: str
 ) -> None:
-    anything = mock.route().mock(return_value=httpx.Response(500))
+    anything = mock.route().mock(return_value=Answer(500))
     client = make_ci(session_id="s-1") if kind == "ci" else make_ar(session_id="s-1")
     assert await client.detach() == "s-1"
     assert await client.stop() is StopOutcome.KEPT
@@ -352,7 +356,7 @@ async def test_detach_then_stop_sends_nothing(
 
 
 async def test_detach_of_an_owned_session_then_stop_sends_nothing(
-    mock: respx.MockRouter, make_ci: Any
+    mock: MockRouter, make_ci: Any
 ) -> None:
     create_route(mock)
     delete = delete_route(mock).mock(return_value=deleted())
@@ -367,7 +371,7 @@ async def test_detach_of_an_owned_session_then_stop_sends_nothing(
 # -- 4. one DELETE across concurrent tasks --------------------------------------------------------
 
 
-async def test_concurrent_stops_send_one_delete(mock: respx.MockRouter, make_ci: Any) -> None:
+async def test_concurrent_stops_send_one_delete(mock: MockRouter, make_ci: Any) -> None:
     create_route(mock)
     gate = Gate(lambda _: deleted())
     delete = delete_route(mock).mock(side_effect=gate)
@@ -388,16 +392,16 @@ async def test_concurrent_stops_send_one_delete(mock: respx.MockRouter, make_ci:
 @pytest.mark.parametrize(
     ("failures", "error"),
     [
-        ([httpx.Response(500, json={"message": "boom"})] * 3, ServerError),
-        ([httpx.Response(503, json={"message": "busy"})] * 3, ServerError),
-        ([httpx.Response(403, json={"message": "forbidden"})], PermissionDeniedError),
+        ([Answer(500, json={"message": "boom"})] * 3, ServerError),
+        ([Answer(503, json={"message": "busy"})] * 3, ServerError),
+        ([Answer(403, json={"message": "forbidden"})], PermissionDeniedError),
     ],
     ids=["500-after-retries", "503-after-retries", "403"],
 )
 async def test_a_failed_delete_keeps_the_session_and_a_later_stop_retries(
-    mock: respx.MockRouter,
+    mock: MockRouter,
     make_ci: Any,
-    failures: list[httpx.Response],
+    failures: list[Answer],
     error: type[Exception],
 ) -> None:
     create_route(mock)
@@ -419,10 +423,10 @@ async def test_a_failed_delete_keeps_the_session_and_a_later_stop_retries(
 # -- 6. async with --------------------------------------------------------------------------------
 
 
-async def test_async_with_deletes_on_normal_exit(mock: respx.MockRouter, make_ci: Any) -> None:
+async def test_async_with_deletes_on_normal_exit(mock: MockRouter, make_ci: Any) -> None:
     create = create_route(mock)
     write = mock.post(CI_PREFIX + "api/files").mock(
-        return_value=httpx.Response(
+        return_value=Answer(
             200, json={"path": "x.py", "size": 12, "mode": "-rw-------", "modified": "2026-11-24Z"}
         )
     )
@@ -432,14 +436,15 @@ async def test_async_with_deletes_on_normal_exit(mock: respx.MockRouter, make_ci
         assert create.call_count == 1
         assert await ci.run_code("python", "print(6 * 7)") == "42\n"
         assert write.call_count == 1 and execute.call_count == 1
-        assert b"print(6 * 7)" in write.calls.last.request.content
+        sent = json.loads(write.calls.last.request.content)
+        assert base64.b64decode(sent["content"]) == b"print(6 * 7)"
         assert not delete.called
     assert delete.call_count == 1
     assert ci.session_id is None
 
 
 async def test_async_with_lets_the_body_exception_through_unchanged(
-    mock: respx.MockRouter, make_ci: Any
+    mock: MockRouter, make_ci: Any
 ) -> None:
     create_route(mock)
     delete = delete_route(mock).mock(return_value=deleted())
@@ -454,10 +459,10 @@ async def test_async_with_lets_the_body_exception_through_unchanged(
 
 
 async def test_async_with_reports_a_cleanup_failure_alongside_the_body_exception(
-    mock: respx.MockRouter, make_ci: Any, caplog: pytest.LogCaptureFixture
+    mock: MockRouter, make_ci: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     create_route(mock)
-    delete = delete_route(mock).mock(return_value=httpx.Response(403, json={"message": "no"}))
+    delete = delete_route(mock).mock(return_value=Answer(403, json={"message": "no"}))
     boom = ValueError("boom")
     with caplog.at_level(logging.ERROR, logger="agentcube"):
         with pytest.raises(ValueError) as info:
@@ -476,7 +481,7 @@ async def test_async_with_reports_a_cleanup_failure_alongside_the_body_exception
 
 
 async def test_an_owned_client_collected_without_stop_warns_naming_its_session(
-    mock: respx.MockRouter,
+    mock: MockRouter,
 ) -> None:
     create_route(mock, "ci-gc-1")
     delete = delete_route(mock, "ci-gc-1").mock(return_value=deleted())
@@ -489,7 +494,7 @@ async def test_an_owned_client_collected_without_stop_warns_naming_its_session(
 
 
 async def test_a_stopped_or_attached_client_collected_does_not_warn(
-    mock: respx.MockRouter,
+    mock: MockRouter,
 ) -> None:
     create_route(mock)
     delete_route(mock).mock(return_value=deleted())
@@ -507,7 +512,7 @@ async def test_a_stopped_or_attached_client_collected_does_not_warn(
 
 
 async def test_cancelled_while_the_create_is_in_flight_waits_and_deletes(
-    mock: respx.MockRouter, make_ci: Any, logged: Callable[[str], asyncio.Event]
+    mock: MockRouter, make_ci: Any, logged: Callable[[str], asyncio.Event]
 ) -> None:
     gate = Gate(lambda _: created("ci-c"))
     mock.post(f"{WM}/v1/code-interpreter").mock(side_effect=gate)
@@ -531,7 +536,7 @@ async def test_cancelled_while_the_create_is_in_flight_waits_and_deletes(
 
 
 async def test_cancelled_twice_during_the_create_gives_up_and_says_a_sandbox_may_run(
-    mock: respx.MockRouter, make_ci: Any, logged: Callable[[str], asyncio.Event]
+    mock: MockRouter, make_ci: Any, logged: Callable[[str], asyncio.Event]
 ) -> None:
     gate = Gate(lambda _: created("ci-c"))
     mock.post(f"{WM}/v1/code-interpreter").mock(side_effect=gate)
@@ -558,7 +563,7 @@ async def test_cancelled_twice_during_the_create_gives_up_and_says_a_sandbox_may
 
 
 async def test_cancelled_while_the_delete_is_in_flight_finishes_it(
-    mock: respx.MockRouter, make_ci: Any, logged: Callable[[str], asyncio.Event]
+    mock: MockRouter, make_ci: Any, logged: Callable[[str], asyncio.Event]
 ) -> None:
     create_route(mock)
     gate = Gate(lambda _: deleted())
@@ -584,10 +589,10 @@ async def test_cancelled_while_the_delete_is_in_flight_finishes_it(
 
 
 async def test_cancelled_while_a_delete_is_in_flight_that_fails_does_not_retry(
-    mock: respx.MockRouter, make_ci: Any, logged: Callable[[str], asyncio.Event]
+    mock: MockRouter, make_ci: Any, logged: Callable[[str], asyncio.Event]
 ) -> None:
     create_route(mock)
-    gate = Gate(lambda _: httpx.Response(503, json={"message": "busy"}))
+    gate = Gate(lambda _: Answer(503, json={"message": "busy"}))
     delete = delete_route(mock).mock(side_effect=gate)
     waiting = logged("cancelled while in flight")
     ci = await make_ci(retry=RetryPolicy(max_attempts=3, backoff=0)).start()
@@ -610,11 +615,11 @@ async def test_cancelled_while_a_delete_is_in_flight_that_fails_does_not_retry(
 
 
 async def test_cancelled_before_the_create_is_sent_sends_nothing(
-    mock: respx.MockRouter, make_ci: Any
+    mock: MockRouter, make_ci: Any
 ) -> None:
     # The create waits for its credential (a token fetch, held at a gate): nothing is on the
     # wire yet, so a cancel there abandons the create instead of sending it and deleting again.
-    gate = Gate(lambda _: httpx.Response(200, json={"access_token": "t", "expires_in": 60}))
+    gate = Gate(lambda _: Answer(200, json={"access_token": "t", "expires_in": 60}))
     mock.post(TOKEN_URL).mock(side_effect=gate)
     create = create_route(mock)
     delete = mock.delete(url__startswith=f"{WM}/").mock(return_value=deleted())
@@ -642,11 +647,11 @@ class _FixedPause(RetryPolicy):
 
 
 async def test_cancelled_during_a_retry_pause_of_the_delete_names_the_session(
-    mock: respx.MockRouter, make_ci: Any, logged: Callable[[str], asyncio.Event]
+    mock: MockRouter, make_ci: Any, logged: Callable[[str], asyncio.Event]
 ) -> None:
     create_route(mock, "ci-r")
     delete = delete_route(mock, "ci-r").mock(
-        side_effect=[httpx.Response(503, json={"message": "busy"}), deleted()]
+        side_effect=[Answer(503, json={"message": "busy"}), deleted()]
     )
     retrying = logged("retrying")
     ci = await make_ci(retry=_FixedPause(max_attempts=3)).start()
@@ -674,7 +679,7 @@ async def test_cancelled_during_a_retry_pause_of_the_delete_names_the_session(
 
 
 async def test_cancelled_inside_async_with_deletes_the_session(
-    mock: respx.MockRouter, make_ci: Any
+    mock: MockRouter, make_ci: Any
 ) -> None:
     create_route(mock)
     delete = delete_route(mock).mock(return_value=deleted())
@@ -697,9 +702,9 @@ async def test_cancelled_inside_async_with_deletes_the_session(
 
 
 async def test_cancelled_while_the_agent_bootstrap_is_in_flight_waits_and_deletes(
-    mock: respx.MockRouter, make_ar: Any, logged: Callable[[str], asyncio.Event]
+    mock: MockRouter, make_ar: Any, logged: Callable[[str], asyncio.Event]
 ) -> None:
-    gate = Gate(lambda _: httpx.Response(200, text="hi", headers={SESSION_HEADER: "ar-c"}))
+    gate = Gate(lambda _: Answer(200, text="hi", headers={SESSION_HEADER: "ar-c"}))
     bootstrap = mock.get(AR_PREFIX).mock(side_effect=gate)
     delete = delete_route(mock, "ar-c", "agent-runtime").mock(return_value=deleted())
     waiting = logged("cancelled while in flight")
@@ -724,10 +729,10 @@ async def test_cancelled_while_the_agent_bootstrap_is_in_flight_waits_and_delete
 
 
 async def test_a_404_on_execute_is_session_not_found_and_a_requests_http_error(
-    mock: respx.MockRouter, make_ci: Any
+    mock: MockRouter, make_ci: Any
 ) -> None:
     body = {"error": 'sessions.agentcube.volcano.sh "ci-1" not found'}
-    execute = mock.post(CI_PREFIX + "api/execute").mock(return_value=httpx.Response(404, json=body))
+    execute = mock.post(CI_PREFIX + "api/execute").mock(return_value=Answer(404, json=body))
     ci = make_ci(session_id="ci-1", auth_token=TOKEN)
     with pytest.raises(SessionNotFoundError) as info:
         await ci.execute_command("true")
@@ -744,9 +749,9 @@ async def test_a_404_on_execute_is_session_not_found_and_a_requests_http_error(
     assert TOKEN not in repr(err) and TOKEN not in str(err)
 
 
-async def test_a_token_the_server_echoes_is_scrubbed(mock: respx.MockRouter, make_ci: Any) -> None:
+async def test_a_token_the_server_echoes_is_scrubbed(mock: MockRouter, make_ci: Any) -> None:
     mock.post(CI_PREFIX + "api/execute").mock(
-        return_value=httpx.Response(
+        return_value=Answer(
             401,
             json={"error": f"invalid bearer token {TOKEN}"},
             headers={"WWW-Authenticate": f'Bearer error="invalid_token" token="{TOKEN}"'},
@@ -769,12 +774,10 @@ async def test_a_token_the_server_echoes_is_scrubbed(mock: respx.MockRouter, mak
 # -- 10. retries ----------------------------------------------------------------------------------
 
 
-async def test_a_router_429_is_retried_even_for_a_post(
-    mock: respx.MockRouter, make_ci: Any
-) -> None:
+async def test_a_router_429_is_retried_even_for_a_post(mock: MockRouter, make_ci: Any) -> None:
     overloaded = {"error": "server overloaded, please try again later", "code": "SERVER_OVERLOADED"}
     execute = mock.post(CI_PREFIX + "api/execute").mock(
-        side_effect=[httpx.Response(429, json=overloaded), executed("second")]
+        side_effect=[Answer(429, json=overloaded), executed("second")]
     )
     ci = make_ci(session_id="ci-1")
     assert await ci.execute_command("true") == "second"
@@ -782,11 +785,11 @@ async def test_a_router_429_is_retried_even_for_a_post(
 
 
 async def test_a_429_from_the_sandbox_itself_is_not_retried_for_a_post(
-    mock: respx.MockRouter, make_ci: Any
+    mock: MockRouter, make_ci: Any
 ) -> None:
     execute = mock.post(CI_PREFIX + "api/execute").mock(
         side_effect=[
-            httpx.Response(429, json={"error": "slow down"}, headers={SESSION_HEADER: "ci-1"}),
+            Answer(429, json={"error": "slow down"}, headers={SESSION_HEADER: "ci-1"}),
             executed("second"),
         ]
     )
@@ -797,7 +800,7 @@ async def test_a_429_from_the_sandbox_itself_is_not_retried_for_a_post(
     assert execute.call_count == 1
 
 
-async def test_a_502_on_a_get_is_retried(mock: respx.MockRouter, make_ci: Any) -> None:
+async def test_a_502_on_a_get_is_retried(mock: MockRouter, make_ci: Any) -> None:
     listing = {
         "files": [
             {
@@ -811,8 +814,8 @@ async def test_a_502_on_a_get_is_retried(mock: respx.MockRouter, make_ci: Any) -
     }
     files = mock.get(url__startswith=CI_PREFIX + "api/files").mock(
         side_effect=[
-            httpx.Response(502, json={"error": "sandbox unreachable"}),
-            httpx.Response(200, json=listing),
+            Answer(502, json={"error": "sandbox unreachable"}),
+            Answer(200, json=listing),
         ]
     )
     ci = make_ci(session_id="ci-1")
@@ -821,9 +824,9 @@ async def test_a_502_on_a_get_is_retried(mock: respx.MockRouter, make_ci: Any) -
     assert files.call_count == 2
 
 
-async def test_a_502_on_a_post_is_not_retried(mock: respx.MockRouter, make_ci: Any) -> None:
+async def test_a_502_on_a_post_is_not_retried(mock: MockRouter, make_ci: Any) -> None:
     execute = mock.post(CI_PREFIX + "api/execute").mock(
-        side_effect=[httpx.Response(502, json={"error": "sandbox unreachable"}), executed()]
+        side_effect=[Answer(502, json={"error": "sandbox unreachable"}), executed()]
     )
     ci = make_ci(session_id="ci-1")
     with pytest.raises(ServerError):
@@ -847,9 +850,9 @@ async def test_a_502_on_a_post_is_not_retried(mock: respx.MockRouter, make_ci: A
 )
 @pytest.mark.parametrize("kind", ["ci", "ar"])
 async def test_a_bad_argument_is_refused_at_construction(
-    mock: respx.MockRouter, kind: str, kwargs: dict[str, Any]
+    mock: MockRouter, kind: str, kwargs: dict[str, Any]
 ) -> None:
-    anything = mock.route().mock(return_value=httpx.Response(500))
+    anything = mock.route().mock(return_value=Answer(500))
     args = {**URLS, **kwargs}
     with pytest.raises(InvalidArgumentError):
         if kind == "ci":
@@ -865,9 +868,9 @@ async def test_a_bad_argument_is_refused_at_construction(
 
 
 async def test_a_bad_argument_to_a_method_is_refused_before_sending(
-    mock: respx.MockRouter, make_ci: Any, make_ar: Any
+    mock: MockRouter, make_ci: Any, make_ar: Any
 ) -> None:
-    anything = mock.route().mock(return_value=httpx.Response(500))
+    anything = mock.route().mock(return_value=Answer(500))
     ci = make_ci(session_id="ci-1")
     ar = make_ar(session_id="ar-1")
     with pytest.raises(InvalidArgumentError):
@@ -887,10 +890,10 @@ async def test_a_bad_argument_to_a_method_is_refused_before_sending(
 
 
 async def test_service_account_auth_fetches_one_token_for_concurrent_requests(
-    mock: respx.MockRouter, clients: list[Any]
+    mock: MockRouter, clients: list[Any]
 ) -> None:
     access = "sa-access-token-91f"
-    gate = Gate(lambda _: httpx.Response(200, json={"access_token": access, "expires_in": 3600}))
+    gate = Gate(lambda _: Answer(200, json={"access_token": access, "expires_in": 3600}))
     token = mock.post(TOKEN_URL).mock(side_effect=gate)
     made = iter(range(100))
     create = mock.post(f"{WM}/v1/code-interpreter").mock(
@@ -928,7 +931,7 @@ async def test_service_account_auth_fetches_one_token_for_concurrent_requests(
 # -- 13. credentials ------------------------------------------------------------------------------
 
 
-async def test_auth_token_goes_to_both_planes(mock: respx.MockRouter, make_ci: Any) -> None:
+async def test_auth_token_goes_to_both_planes(mock: MockRouter, make_ci: Any) -> None:
     create = create_route(mock)
     execute = mock.post(CI_PREFIX + "api/execute").mock(return_value=executed())
     delete = delete_route(mock).mock(return_value=deleted())
@@ -939,7 +942,7 @@ async def test_auth_token_goes_to_both_planes(mock: respx.MockRouter, make_ci: A
 
 
 async def test_without_a_credential_no_authorization_is_sent(
-    mock: respx.MockRouter, make_ci: Any
+    mock: MockRouter, make_ci: Any
 ) -> None:
     create = create_route(mock)
     execute = mock.post(CI_PREFIX + "api/execute").mock(return_value=executed())
@@ -951,7 +954,7 @@ async def test_without_a_credential_no_authorization_is_sent(
 
 
 async def test_each_plane_gets_its_own_credential(
-    mock: respx.MockRouter, make_ci: Any, make_ar: Any
+    mock: MockRouter, make_ci: Any, make_ar: Any
 ) -> None:
     create = create_route(mock)
     execute = mock.post(CI_PREFIX + "api/execute").mock(return_value=executed())
@@ -967,9 +970,9 @@ async def test_each_plane_gets_its_own_credential(
     assert execute.calls.last.request.headers["Authorization"] == "Bearer oidc-jwt"
 
     bootstrap = mock.get(AR_PREFIX).mock(
-        return_value=httpx.Response(200, text="", headers={SESSION_HEADER: "ar-1"})
+        return_value=Answer(200, text="", headers={SESSION_HEADER: "ar-1"})
     )
-    invoke = mock.post(AR_PREFIX + "chat").mock(return_value=httpx.Response(200, json={}))
+    invoke = mock.post(AR_PREFIX + "chat").mock(return_value=Answer(200, json={}))
     ar_delete = delete_route(mock, "ar-1", "agent-runtime").mock(return_value=deleted())
     async with make_ar(auth=TokenAuth("both"), router_auth=TokenAuth("router-only")) as ar:
         await ar.invoke({}, path="chat")
@@ -981,11 +984,11 @@ async def test_each_plane_gets_its_own_credential(
 # -- 14. invoke -----------------------------------------------------------------------------------
 
 
-async def test_invoke_returns_json_or_text(mock: respx.MockRouter, make_ar: Any) -> None:
+async def test_invoke_returns_json_or_text(mock: MockRouter, make_ar: Any) -> None:
     answers = mock.post(AR_PREFIX + "chat").mock(
         side_effect=[
-            httpx.Response(200, json={"answer": [1, 2]}),
-            httpx.Response(200, text="plain words", headers={"Content-Type": "text/plain"}),
+            Answer(200, json={"answer": [1, 2]}),
+            Answer(200, text="plain words", headers={"Content-Type": "text/plain"}),
         ]
     )
     ar = make_ar(session_id="ar-1")
@@ -999,12 +1002,12 @@ async def test_invoke_returns_json_or_text(mock: respx.MockRouter, make_ar: Any)
 
 
 async def test_a_new_agent_runtime_bootstraps_then_invokes_then_deletes(
-    mock: respx.MockRouter, make_ar: Any
+    mock: MockRouter, make_ar: Any
 ) -> None:
     bootstrap = mock.get(AR_PREFIX).mock(
-        return_value=httpx.Response(404, text="no route", headers={SESSION_HEADER: "ar-5"})
+        return_value=Answer(404, text="no route", headers={SESSION_HEADER: "ar-5"})
     )
-    invoke = mock.post(AR_PREFIX).mock(return_value=httpx.Response(200, json={"ok": True}))
+    invoke = mock.post(AR_PREFIX).mock(return_value=Answer(200, json={"ok": True}))
     delete = delete_route(mock, "ar-5", "agent-runtime").mock(return_value=deleted())
     ar = await make_ar().start()
     assert ar.session_id == "ar-5" and ar.owns_session
@@ -1013,3 +1016,87 @@ async def test_a_new_agent_runtime_bootstraps_then_invokes_then_deletes(
     assert invoke.calls.last.request.headers[SESSION_HEADER] == "ar-5"
     assert await ar.stop() is StopOutcome.DELETED
     assert delete.call_count == 1
+
+
+# -- 15. transport failures: aiohttp's exceptions, mapped in one place ---------------------------
+
+
+def _refused() -> aiohttp.ClientConnectorError:
+    key = SimpleNamespace(host="127.0.0.1", port=9, ssl=None)
+    return aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))  # type: ignore[arg-type]
+
+
+async def test_a_connection_never_made_is_retried_even_for_a_command(
+    mock: MockRouter, make_ci: Any
+) -> None:
+    execute = mock.post(CI_PREFIX + "api/execute").mock(
+        side_effect=[_refused(), aiohttp.ConnectionTimeoutError(), executed("ok")]
+    )
+    ci = make_ci(session_id="ci-1")
+    assert await ci.execute_command("true") == "ok"
+    assert execute.call_count == 3
+    await ci.detach()
+
+
+@pytest.mark.parametrize(
+    ("failure", "error", "reached"),
+    [
+        (_refused(), APIConnectionError, False),
+        (aiohttp.ConnectionTimeoutError(), APITimeoutError, False),
+        (aiohttp.ServerDisconnectedError(), APIConnectionError, True),
+        (aiohttp.SocketTimeoutError(), APITimeoutError, True),
+        (aiohttp.ClientPayloadError("truncated"), APIConnectionError, True),
+    ],
+    ids=["refused", "connect-timeout", "disconnected", "read-timeout", "payload"],
+)
+async def test_transport_failures_become_sdk_errors_without_the_library_chained(
+    mock: MockRouter, make_ci: Any, failure: BaseException, error: type[Exception], reached: bool
+) -> None:
+    execute = mock.post(CI_PREFIX + "api/execute").mock(side_effect=failure)
+    ci = make_ci(session_id="ci-1", retry=RetryPolicy(max_attempts=2, backoff=0))
+    with pytest.raises(error) as info:
+        await ci.execute_command("true")
+    assert type(info.value) is error
+    assert info.value.reached_server is reached
+    assert type(failure).__name__ in str(info.value)
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    # A command that may have reached the sandbox is not sent again; one never sent is.
+    assert execute.call_count == (1 if reached else 2)
+    await ci.detach()
+
+
+async def test_an_invalid_url_is_an_invalid_argument(mock: MockRouter, make_ci: Any) -> None:
+    mock.post(CI_PREFIX + "api/execute").mock(side_effect=aiohttp.InvalidURL("x"))
+    ci = make_ci(session_id="ci-1")
+    with pytest.raises(InvalidArgumentError, match="cannot be sent"):
+        await ci.execute_command("true")
+    await ci.detach()
+
+
+async def test_answers_are_decoded_here_and_a_broken_download_leaves_no_file(
+    mock: MockRouter, make_ci: Any, tmp_path: Any
+) -> None:
+    packed = gzip.compress(b"x" * 5000)
+    mock.get(CI_PREFIX + "api/files/a.txt").mock(
+        return_value=Answer(200, content=packed, headers={"Content-Encoding": "gzip"})
+    )
+    mock.get(CI_PREFIX + "api/files/b.txt").mock(
+        return_value=Answer(200, content=packed[:-30], headers={"Content-Encoding": "gzip"})
+    )
+    listing = mock.get(CI_PREFIX + "api/files").mock(
+        return_value=Answer(
+            200,
+            content=gzip.compress(b'{"files": []}'),
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+    )
+    ci = make_ci(session_id="ci-1")
+    await ci.download_file("a.txt", tmp_path / "a.txt")
+    assert (tmp_path / "a.txt").read_bytes() == b"x" * 5000
+    assert await ci.list_files(".") == []
+    assert listing.calls.last.request.headers["Accept-Encoding"] == "gzip, deflate"
+    with pytest.raises(APIConnectionError):
+        await ci.download_file("b.txt", tmp_path / "b.txt")
+    assert not (tmp_path / "b.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    await ci.detach()

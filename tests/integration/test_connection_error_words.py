@@ -2,7 +2,7 @@
 fresh copy, holding nothing of the request), the "a sandbox may be running" notice only where
 the request may have reached a server, and which URL looks wrong for a 404 of the wrong service.
 
-Sync (requests) and async (httpx) alike; every address is loopback."""
+Sync (requests) and async (aiohttp) alike; every address is loopback."""
 
 from __future__ import annotations
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import io
 import os
 import stat
@@ -22,6 +20,8 @@ from agentcube import (
     SessionError,
     SessionNotFoundError,
 )
+
+from .uploads import upload_fields
 
 WM = "http://wm.test"
 ROUTER = "http://router.test"
@@ -145,11 +145,9 @@ def test_execute_command_sends_sh_c_with_timeout_and_header(ci, cube):
     request = execute.last_request
     assert request.url == PREFIX + "api/execute"
     body = request.json()
-    # sh -c under timeout(1) (the whole process group stops at 120 s); the sandbox's own
-    # deadline comes 10 s later.
-    argv = body["command"]
-    assert argv[:2] == ["sh", "-c"] and "exec timeout -k 5" in argv[2]
-    assert argv[3:] == ["sh", "echo hello", "120.000"]
+    # sh -c under timeout(1) as the argv itself (the whole process group stops at 120 s);
+    # the sandbox's own deadline comes 10 s later.
+    assert body["command"] == ["timeout", "-k", "5", "120.000", "sh", "-c", "echo hello"]
     assert body["timeout"] == "130s"
     assert request.headers[HEADER] == "ci-1"
 
@@ -157,10 +155,30 @@ def test_execute_command_sends_sh_c_with_timeout_and_header(ci, cube):
 def test_execute_command_timeout_is_sent_and_bounds_the_http_read(ci, cube, requests_mock):
     execute = cube.execute(stdout="")
     ci.execute_command("sleep 1", timeout=5)
-    assert execute.last_request.json()["command"][-1] == "5.000"
+    assert execute.last_request.json()["command"][3] == "5.000"
     assert execute.last_request.json()["timeout"] == "15s"
     _connect, read = requests_mock.last_request.timeout
     assert read > 5  # the server answers (exit 124) before the client gives up
+
+
+def test_execute_command_without_timeout_in_the_image_runs_sh_alone(ci, cube):
+    missing = 'exec: "timeout": executable file not found in $PATH'
+    execute = cube.execute(
+        response_list=[
+            {"json": {"stdout": "", "stderr": missing, "exit_code": 1}},
+            {"json": {"stdout": "hi\n", "stderr": "", "exit_code": 0}},
+        ]
+    )
+    assert ci.execute_command("echo hi", timeout=5) == "hi\n"
+    sent = [r.json() for r in execute.request_history]
+    assert [b["command"][0] for b in sent] == ["timeout", "sh"]
+    assert sent[1] == {"command": ["sh", "-c", "echo hi"], "timeout": "5s"}
+
+
+def test_execute_command_exit_1_of_the_command_is_not_retried(ci, cube):
+    execute = cube.execute(stderr="sh: 1: nope: not found", exit_code=1)
+    assert ci.execute_command_result("nope")["exit_code"] == 1
+    assert execute.call_count == 1
 
 
 def test_execute_command_list_is_the_argv(ci, cube):
@@ -242,12 +260,12 @@ def test_run_code_writes_a_file_then_executes_it(ci, requests_mock, language, in
         "files",
         "execute",
     ]
-    written = _multipart_fields(files.last_request)
+    written = upload_fields(files.last_request)
     assert written["file"].decode("utf-8") == code
     assert files.last_request.headers[HEADER] == "ci-1"
 
     command = execute.last_request.json()["command"]
-    script = command[4]
+    script = command[-1]
     assert script.count("./" + written["path"].decode()) == 2  # opened, then removed
     assert interpreter in script.split()
     assert execute.last_request.headers[HEADER] == "ci-1"
@@ -279,25 +297,12 @@ def test_run_code_unsupported_language_sends_nothing(ci, requests_mock, language
 def test_write_file_posts_multipart(ci, requests_mock, content):
     files = requests_mock.post(PREFIX + "api/files", json={"path": "data/f", "size": 3})
     ci.write_file(content, "data/f")
-    fields = _multipart_fields(files.last_request)
+    fields = upload_fields(files.last_request)
     expected = content.encode("utf-8") if isinstance(content, str) else content
     assert fields["file"] == expected
     assert fields["path"] == b"data/f"
     assert fields["mode"] == b"0644"
     assert files.last_request.headers[HEADER] == "ci-1"
-
-
-def _multipart_fields(request) -> dict[str, bytes]:
-    body = request.body
-    data = body if isinstance(body, bytes) else b"".join(body)
-    assert request.headers["Content-Length"] == str(len(data))
-    raw = f"Content-Type: {request.headers['Content-Type']}\r\n\r\n".encode() + data
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
-    assert message.is_multipart()
-    return {
-        part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
-        for part in message.iter_parts()
-    }
 
 
 def test_upload_file_streams_multipart_with_content_length(ci, requests_mock, tmp_path):
@@ -312,7 +317,7 @@ def test_upload_file_streams_multipart_with_content_length(ci, requests_mock, tm
     assert request.headers[HEADER] == "ci-1"
     assert request.headers["Content-Type"].startswith("multipart/form-data")
     assert "Transfer-Encoding" not in request.headers
-    fields = _multipart_fields(request)
+    fields = upload_fields(request)
     assert fields["path"] == b"up/big.bin"
     assert fields["file"] == payload
 

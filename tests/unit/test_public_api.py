@@ -238,7 +238,7 @@ def test_lifecycle_names_at_top_level(name):
 
 
 def test_async_clients_are_exported_lazily():
-    """The async names come from ``agentcube`` (httpx is imported only when one is asked for)."""
+    """The async names come from ``agentcube`` (aiohttp is imported only when one is asked for)."""
     import agentcube.aio as aio
 
     for name in (
@@ -252,10 +252,30 @@ def test_async_clients_are_exported_lazily():
         agentcube.NoSuchClient  # noqa: B018
 
 
-def test_importing_agentcube_does_not_import_httpx():
+def test_importing_agentcube_does_not_import_aiohttp():
     import subprocess
     import sys
 
-    code = "import sys, agentcube; agentcube.CodeInterpreterClient; print('httpx' in sys.modules)"
+    code = "import sys, agentcube; agentcube.CodeInterpreterClient; print('aiohttp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_importing_agentcube_loads_its_names_on_first_use():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, agentcube\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('agentcube', 'requests'))))\n"
+        "from agentcube import CodeInterpreterClient, SessionError\n"
+        "import agentcube.code_interpreter as c, agentcube.exceptions as e\n"
+        "print(CodeInterpreterClient is c.CodeInterpreterClient, SessionError is e.SessionError)\n"
+        "print('agentcube.aio' in sys.modules, 'pydantic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == [
+        "['agentcube', 'agentcube._logging', 'agentcube._version']",
+        "True True",
+        "False False",
+    ]

@@ -29,6 +29,8 @@ from agentcube.clients import (
     ControlPlaneClient,
 )
 
+from .uploads import upload_fields
+
 WM = "http://wm.test"
 ROUTER = "http://router.test"
 HEADER = "x-agentcube-session-id"
@@ -306,7 +308,7 @@ def test_the_command_timeout_defaults_to_120_seconds(requests_mock, timeout, lim
     execute = requests_mock.post(CI_PREFIX + "api/execute", json=EXEC_OK)
     dp = CodeInterpreterDataPlaneClient("ci-1", ROUTER, "default", "my-interpreter")
     dp.execute_command_result("sleep 1", timeout)
-    assert execute.last_request.json()["command"][-1] == limit  # timeout(1)'s limit
+    assert execute.last_request.json()["command"][3] == limit  # timeout(1)'s limit
     dp.execute_command_result(["sleep", "1"], timeout)  # an argv runs as is
     assert execute.last_request.json()["timeout"] == f"{int(float(limit))}s"
 
@@ -345,9 +347,7 @@ def test_run_code_repairs_python_sent_with_literal_backslash_n(requests_mock, co
     dp = CodeInterpreterDataPlaneClient("ci-1", ROUTER, "default", "my-interpreter")
     with caplog.at_level(logging.WARNING, logger="agentcube"):
         dp.run_code("python", code)
-    body = files.last_request.body
-    data = body if isinstance(body, bytes) else b"".join(body)
-    assert sent.encode() in data
+    assert upload_fields(files.last_request)["file"] == sent.encode()
     repaired = sent != code
     assert ("double-escaped newlines" in caplog.text) == repaired
 
@@ -357,8 +357,7 @@ def test_run_code_does_not_repair_bash(requests_mock):
     requests_mock.post(CI_PREFIX + "api/execute", json=EXEC_OK)
     dp = CodeInterpreterDataPlaneClient("ci-1", ROUTER, "default", "my-interpreter")
     dp.run_code("bash", "echo a\\nb")
-    body = files.last_request.body
-    assert b"echo a\\nb" in (body if isinstance(body, bytes) else b"".join(body))
+    assert upload_fields(files.last_request)["file"] == b"echo a\\nb"
 
 
 def test_unsupported_language_message_starts_as_before(requests_mock):

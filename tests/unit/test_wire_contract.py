@@ -7,10 +7,9 @@ rules, mode on create only, processes holding the output pipe, 429, one credenti
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import gzip
 import json
+import os
 
 import pytest
 import requests
@@ -22,6 +21,8 @@ from agentcube import (
     ServerError,
     TokenAuth,
 )
+
+from .uploads import upload_fields
 
 WM = "http://wm.test"
 ROUTER = "http://router.test"
@@ -42,17 +43,6 @@ def _result(stdout: str = "", stderr: str = "", exit_code: int = 0) -> dict[str,
 
 def _info(path: str, size: int, mode: str = "-rw-r--r--") -> dict[str, object]:
     return {"path": path, "size": size, "mode": mode, "modified": "2026-11-24T04:40:48Z"}
-
-
-def _fields(request: requests.PreparedRequest) -> dict[str, bytes]:
-    body = request.body
-    data = body if isinstance(body, bytes) else b"".join(body)
-    raw = f"Content-Type: {request.headers['Content-Type']}\r\n\r\n".encode() + data
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
-    return {
-        part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
-        for part in message.iter_parts()
-    }
 
 
 @pytest.fixture
@@ -79,6 +69,30 @@ def test_a_gzip_download_is_decoded_and_its_compressed_length_accepted(
     ci.download_file("t.txt", tmp_path / "t.txt")
     assert (tmp_path / "t.txt").read_bytes() == data
     assert "gzip" in requests_mock.last_request.headers["Accept-Encoding"]
+
+
+@pytest.mark.parametrize(
+    ("name", "asks_gzip"),
+    [
+        ("t.txt", True),
+        ("d/data.CSV", True),
+        ("x.py", True),
+        ("a.bin", False),
+        ("a.tar.gz", False),
+        ("photo.png", False),
+        ("noext", False),
+        ("dir.txt/model", False),
+    ],
+)
+def test_a_download_asks_for_gzip_only_for_text_names(ci, requests_mock, tmp_path, name, asks_gzip):
+    # The sandbox compresses whatever a client accepts gzip for: that pays only for text. The
+    # identity has to be said, or the Router asks the sandbox for gzip itself.
+    requests_mock.get(PREFIX + "api/files/" + name, content=b"abc")
+    ci.download_file(name, tmp_path / "out")
+    sent = requests_mock.last_request.headers["Accept-Encoding"]
+    assert ("gzip" in sent) == asks_gzip
+    assert asks_gzip or sent == "identity"
+    assert (tmp_path / "out").read_bytes() == b"abc"
 
 
 def test_a_chunked_gzip_download_without_length_is_decoded(ci, requests_mock, tmp_path):
@@ -145,12 +159,24 @@ def requests_mock_matcher(prefix: str):
 # -- uploads: one request up to a part, else parts assembled atomically ---------------------------
 
 
-def test_a_small_write_is_one_multipart_request(ci, requests_mock):
+def test_a_small_write_is_one_json_request(ci, requests_mock):
+    # PicoD's JSON body, as upstream's SDK sends it: the local PicoD reads it faster than a
+    # multipart form for small content.
     files = requests_mock.post(PREFIX + "api/files", json=_info("f.bin", 3))
     ci.write_file(b"abc", "/f.bin")
     assert requests_mock.call_count == 1
-    fields = _fields(files.last_request)
-    assert fields == {"path": b"f.bin", "mode": b"0644", "file": b"abc"}
+    assert files.last_request.headers["Content-Type"] == "application/json"
+    assert files.last_request.json() == {"path": "f.bin", "mode": "0644", "content": "YWJj"}
+
+
+@pytest.mark.parametrize(("size", "shape"), [(16 * 1024, "json"), (16 * 1024 + 1, "multipart")])
+def test_a_write_above_16_kib_is_multipart(ci, requests_mock, size, shape):
+    files = requests_mock.post(PREFIX + "api/files", json=_info("f.bin", size))
+    data = os.urandom(size)
+    ci.write_file(data, "f.bin")
+    request = files.last_request
+    assert ("json" in request.headers["Content-Type"]) == (shape == "json")
+    assert upload_fields(request) == {"path": b"f.bin", "mode": b"0644", "file": data}
 
 
 @pytest.mark.parametrize("content", [b"", ""])
@@ -158,14 +184,14 @@ def test_an_empty_file_is_written(ci, requests_mock, content):
     # The JSON upload refuses empty content; the multipart one takes an empty file.
     files = requests_mock.post(PREFIX + "api/files", json=_info("empty", 0))
     ci.write_file(content, "empty")
-    assert _fields(files.last_request)["file"] == b""
+    assert upload_fields(files.last_request)["file"] == b""
 
 
 def test_an_empty_program_runs(ci, requests_mock):
     files = requests_mock.post(PREFIX + "api/files", json=_info("x", 0))
     requests_mock.post(PREFIX + "api/execute", json=_result())
     assert ci.run_code("python", "") == ""
-    assert _fields(files.last_request)["file"] == b""
+    assert upload_fields(files.last_request)["file"] == b""
 
 
 def test_a_large_write_goes_in_parts_then_one_assembly(ci, requests_mock):
@@ -174,7 +200,7 @@ def test_a_large_write_goes_in_parts_then_one_assembly(ci, requests_mock):
     files = requests_mock.post(PREFIX + "api/files", json=_info("p", part))
     execute = requests_mock.post(PREFIX + "api/execute", json=_result())
     ci.write_file(data, "out/big.bin", part_size=part, mode="0640")
-    parts = [_fields(r) for r in files.request_history]
+    parts = [upload_fields(r) for r in files.request_history]
     assert len(parts) == 4
     assert all(len(p["file"]) <= part for p in parts)
     assert b"".join(p["file"] for p in parts) == data

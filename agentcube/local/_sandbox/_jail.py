@@ -23,7 +23,6 @@ from __future__ import annotations
 
 # Every import is at the top: this module runs inside sandboxes, where the host's files (this
 # Python's standard library among them) may be out of sight.
-
 import ctypes
 import fcntl
 import os

@@ -126,7 +126,7 @@ class _NothingMoreToImport:
 
 def _inside(config: dict[str, Any], reply: socket.socket, listener: socket.socket) -> None:
     """PID 1 of the sandbox: the supervisor, then PicoD's HTTP API until killed."""
-    sys.meta_path.insert(0, _NothingMoreToImport())  # type: ignore[arg-type]
+    sys.meta_path.insert(0, _NothingMoreToImport())
     _jail.harden()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     supervisor = os.fork()
