@@ -317,8 +317,16 @@ def test_a_host_network_template_reaches_the_host(api: Api, host_service: int) -
 # -- limits ------------------------------------------------------------------------------------
 
 
-def test_a_fork_bomb_is_bounded(api: Api) -> None:
+def run_tight(api: Api, program: str, timeout: str) -> dict[str, Any]:
+    """``program`` under python3 in a new session of the template with small limits."""
     session = api.create(name="tight")
+    try:
+        return api.execute(session, ["python3", "-c", program], timeout=timeout)
+    finally:
+        api.delete(session)
+
+
+def test_a_fork_bomb_is_bounded(api: Api) -> None:
     bomb = (
         "import os, time\n"
         "made, deadline = 0, time.monotonic() + 10\n"
@@ -335,15 +343,11 @@ def test_a_fork_bomb_is_bounded(api: Api) -> None:
         "print(made, flush=True)\n"
         "os._exit(0)\n"
     )
-    try:
-        result = api.execute(session, ["python3", "-c", bomb], timeout="20s")
-        assert int(result["stdout"]) < TIGHT.pids, result
-    finally:
-        api.delete(session)
+    result = run_tight(api, bomb, "20s")
+    assert int(result["stdout"]) < TIGHT.pids, result
 
 
 def test_a_memory_hog_is_killed_as_picod_reports_it(api: Api) -> None:
-    session = api.create(name="tight")
     hog = (
         "import time\n"
         "kept, deadline = [], time.monotonic() + 15\n"
@@ -351,17 +355,13 @@ def test_a_memory_hog_is_killed_as_picod_reports_it(api: Api) -> None:
         "    kept.append(bytearray(8 << 20))\n"
         "    print(len(kept), flush=True)\n"
     )
-    try:
-        result = api.execute(session, ["python3", "-c", hog], timeout="30s")
-        reached = int(result["stdout"].split()[-1]) if result["stdout"].split() else 0
-        assert reached * 8 * MiB < 2 * TIGHT.memory, result
-        assert result["exit_code"] in (-1, 1), result  # killed (or MemoryError at RLIMIT_AS)
-    finally:
-        api.delete(session)
+    result = run_tight(api, hog, "30s")
+    reached = int(result["stdout"].split()[-1]) if result["stdout"].split() else 0
+    assert reached * 8 * MiB < 2 * TIGHT.memory, result
+    assert result["exit_code"] in (-1, 1), result  # killed (or MemoryError at RLIMIT_DATA)
 
 
 def test_a_full_disk_is_bounded(api: Api) -> None:
-    session = api.create(name="tight")
     fill = (
         "import os, time\n"
         "written, deadline = 0, time.monotonic() + 15\n"
@@ -373,12 +373,9 @@ def test_a_full_disk_is_bounded(api: Api) -> None:
         "    print('stopped', exc.errno)\n"
         "print(written)\n"
     )
-    try:
-        result = api.execute(session, ["python3", "-c", fill], timeout="30s")
-        assert result["stdout"].startswith("stopped 28"), result  # ENOSPC
-        assert int(result["stdout"].split()[-1]) <= TIGHT.disk
-    finally:
-        api.delete(session)
+    result = run_tight(api, fill, "30s")
+    assert result["stdout"].startswith("stopped 28"), result  # ENOSPC
+    assert int(result["stdout"].split()[-1]) <= TIGHT.disk
 
 
 # -- workspaces --------------------------------------------------------------------------------

@@ -203,7 +203,18 @@ class Cgroups:
 # -- the zygote ---------------------------------------------------------------------------------
 
 
-def _receive(sock: socket.socket, timeout: float) -> tuple[tuple[Any, ...], list[int]]:
+def send_message(sock: socket.socket, message: tuple[Any, ...], fds: Sequence[int] = ()) -> None:
+    """One marshal-encoded message between the server, the zygote and a sandbox, with ``fds``."""
+    ancillary = []
+    if fds:
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+    sock.sendmsg([marshal.dumps(message)], ancillary)
+
+
+def receive_message(
+    sock: socket.socket, timeout: float | None = None
+) -> tuple[tuple[Any, ...], list[int]]:
+    """The next message and its descriptors; ConnectionResetError at end of file."""
     sock.settimeout(timeout)
     fds = array.array("i")
     data, ancillary, _, _ = sock.recvmsg(
@@ -216,7 +227,7 @@ def _receive(sock: socket.socket, timeout: float) -> tuple[tuple[Any, ...], list
         for fd in fds:
             os.close(fd)
         raise ConnectionResetError(errno.ECONNRESET, "end of file")
-    return marshal.loads(data), list(fds)  # noqa: S302 - our own zygote, a private pair
+    return marshal.loads(data), list(fds)  # noqa: S302 - our own processes, a private pair
 
 
 class _JailZygote:
@@ -266,7 +277,7 @@ class _JailZygote:
         finally:
             theirs.close()
         try:
-            message, fds = _receive(ours, _START_TIMEOUT)
+            message, fds = receive_message(ours, _START_TIMEOUT)
         except OSError as exc:
             message, fds = ("ready", 0, f"the sandbox zygote did not start: {exc}"), []
         for fd in fds:
@@ -298,11 +309,7 @@ class _JailZygote:
                 error = self._start()
                 if error is not None or self._sock is None:
                     raise SandboxStartError(f"cannot isolate the session: {error}")
-                fds = array.array("i", [theirs.fileno(), listener.fileno()])
-                self._sock.sendmsg(
-                    [marshal.dumps(("sandbox", config))],
-                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)],
-                )
+                send_message(self._sock, ("sandbox", config), [theirs.fileno(), listener.fileno()])
         except BaseException:
             ours.close()
             raise
@@ -395,7 +402,7 @@ class IsolatedCodeInterpreter:
         deadline = time.monotonic() + _READY_TIMEOUT
         while True:
             try:
-                message, fds = _receive(reply, max(0.01, deadline - time.monotonic()))
+                message, fds = receive_message(reply, max(0.01, deadline - time.monotonic()))
             except OSError as exc:
                 raise SandboxStartError(f"the sandbox did not start: {exc}") from None
             if message[0] == "forked":

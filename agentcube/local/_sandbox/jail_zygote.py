@@ -17,9 +17,7 @@ everything in the PID namespace; the session's tmpfs goes with its mount namespa
 
 from __future__ import annotations
 
-import array
 import io
-import marshal
 import os
 import signal
 import socket
@@ -36,9 +34,8 @@ from .._picod import BuiltinPicod
 from .._serving.keepalive import ConnectionTracker, serve_listener
 from .._serving.wsgi import build_request, respond
 from . import _jail, _reaper
+from .isolation import receive_message, send_message
 from .procs import SubreaperSupervisor, link_to
-
-_INT = array.array("i").itemsize
 
 
 def _pin_werkzeug_version() -> None:
@@ -54,13 +51,6 @@ def _pin_werkzeug_version() -> None:
         return werkzeug if distribution_name == "werkzeug" else looked_up(distribution_name)
 
     importlib.metadata.version = version
-
-
-def _send(sock: socket.socket, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
-    ancillary = []
-    if fds:
-        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
-    sock.sendmsg([marshal.dumps(message)], ancillary)
 
 
 def _warm_up() -> None:
@@ -153,7 +143,7 @@ def _inside(config: dict[str, Any], reply: socket.socket, listener: socket.socke
         return respond(picod.handle(build_request(environ)), start_response)
 
     server = serve_listener(listener, app, ConnectionTracker())
-    _send(reply, ("ready", None))
+    send_message(reply, ("ready", None))
     reply.close()
     server.serve_forever(poll_interval=0.5)
 
@@ -200,7 +190,7 @@ def _real_picod(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"PicoD did not listen on port {port} in time") from None
             time.sleep(0.01)
-    _send(reply, ("ready", None))
+    send_message(reply, ("ready", None))
     reply.close()
     while True:
         try:
@@ -241,7 +231,7 @@ def _outside(config: dict[str, Any], reply: socket.socket, listener: socket.sock
     """The session's process outside the sandbox (a fork of the zygote)."""
     _jail.set_parent_death_signal()
     pidfd = os.pidfd_open(os.getpid())
-    _send(reply, ("forked", os.getpid()), [pidfd])
+    send_message(reply, ("forked", os.getpid()), [pidfd])
     os.close(pidfd)
     try:
         _jail.enter(config)  # returns only in PID 1 inside
@@ -251,21 +241,10 @@ def _outside(config: dict[str, Any], reply: socket.socket, listener: socket.sock
         if not isinstance(exc, OSError):
             text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         try:
-            _send(reply, ("ready", text))
+            send_message(reply, ("ready", text))
         except OSError:
             pass
     os._exit(1)
-
-
-def _receive(sock: socket.socket) -> tuple[tuple[Any, ...] | None, list[int]]:
-    data, ancillary, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(4 * _INT))
-    fds = array.array("i")
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - len(payload) % _INT])
-    if not data:
-        return None, list(fds)
-    return marshal.loads(data), list(fds)  # noqa: S302 - the server's, over a private pair
 
 
 def serve(sock: socket.socket) -> None:
@@ -274,12 +253,10 @@ def serve(sock: socket.socket) -> None:
     while True:
         _reap()
         try:
-            message, fds = _receive(sock)
+            message, fds = receive_message(sock)
         except InterruptedError:
             continue
-        except OSError:
-            break
-        if message is None:
+        except OSError:  # end of file among them: the server is gone
             break
         if message[0] != "sandbox" or len(fds) != 2:
             for fd in fds:
@@ -290,7 +267,7 @@ def serve(sock: socket.socket) -> None:
         try:
             pid = os.fork()
         except OSError as exc:
-            _send(reply, ("ready", f"fork: {exc}"))
+            send_message(reply, ("ready", f"fork: {exc}"))
             pid = -1
         if pid == 0:
             sock.close()
@@ -322,7 +299,7 @@ def main() -> None:
         error = _jail.probe()
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-    _send(sock, ("ready", os.getpid(), error))
+    send_message(sock, ("ready", os.getpid(), error))
     if error is not None:
         os._exit(0)
     serve(sock)
