@@ -17,6 +17,7 @@ everything in the PID namespace; the session's tmpfs goes with its mount namespa
 
 from __future__ import annotations
 
+import encodings.idna  # noqa: F401 - socket.create_connection looks it up (the real PicoD's relay)
 import io
 import os
 import signal
