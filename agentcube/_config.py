@@ -18,6 +18,8 @@ from .exceptions import InvalidArgumentError, InvalidResponseError
 
 WORKLOAD_MANAGER_URL_ENV = "WORKLOAD_MANAGER_URL"
 ROUTER_URL_ENV = "ROUTER_URL"
+MAX_CONNECTIONS_ENV = "AGENTCUBE_MAX_CONNECTIONS"
+DEFAULT_MAX_CONNECTIONS = 100  # per host, for the async clients' pool (aiohttp's own default)
 SERVICE_ACCOUNT_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,256}")
@@ -135,6 +137,20 @@ def check_namespace(value: object) -> str:
             "'-', starting and ending with a letter or digit (Kubernetes naming rules)"
         )
     return value
+
+
+def max_connections() -> int:
+    """The async pool's limit of requests in flight per host, from ``AGENTCUBE_MAX_CONNECTIONS``
+    (default 100; 0 for no limit). Raises InvalidArgumentError for anything but a whole
+    number >= 0."""
+    text = os.environ.get(MAX_CONNECTIONS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_CONNECTIONS
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidArgumentError(
+            f"{MAX_CONNECTIONS_ENV} must be a whole number >= 0 (0: no limit), not {_preview(text)}"
+        )
+    return int(text)
 
 
 def check_timeout(value: object, what: str) -> float | None:

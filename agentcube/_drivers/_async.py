@@ -4,9 +4,11 @@ The twin of :mod:`._sync`: the rules are in the flows; this module sends bytes w
 sleeps between retries with ``asyncio.sleep`` and runs every blocking local step (the flows'
 ``Local`` steps, and reading or writing a file being transferred) in a worker thread, so the
 event loop never waits on the disk. Connections come from one ``aiohttp.ClientSession`` per
-event loop, shared by every async client on it (no limit on connections in use, 64 idle ones
-per host kept, no cookies, proxies read from the environment once) and closed when the loop
-shuts its async generators down (``asyncio.run`` does). aiohttp was
+event loop, shared by every async client on it (at most 100 requests in flight per host,
+``AGENTCUBE_MAX_CONNECTIONS``; 64 idle connections per host kept, no cookies, proxies read from
+the environment once) and closed when the loop shuts its async generators down (``asyncio.run``
+does). A call beyond the limit waits for a turn in order, and that wait counts toward none of
+its timeouts (they start when its attempt does) nor toward a retry. aiohttp was
 chosen by measurement: 1,000 concurrent invokes from one loop took about 6 x less client CPU
 per call than httpx (BENCHMARKS.md). Answers are decoded here (gzip, deflate), so that a
 download's length is checked against the bytes on the wire, as the sync driver does.
@@ -18,13 +20,14 @@ Cancellation: a call marked ``finish_on_cancel`` (a create, a bootstrap, a DELET
 is cancelled while an attempt is in flight is waited for once more, so that its answer (the new
 session's id, or "deleted") reaches the flow; the cancellation is then thrown into the flow at
 its next step, or raised when it returns. No retry starts after the cancellation, and one
-cancelled in a retry's pause (nothing in flight) abandons the call at once. A second
-cancellation abandons the call.
+cancelled in a retry's pause or waiting for its turn in the pool (nothing in flight) abandons
+the call at once. A second cancellation abandons the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import sys
@@ -40,6 +43,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("the async clients need aiohttp: pip install 'agentcube-sdk[async]'") from exc
 
+from .._config import max_connections
 from .._credentials import abearer_header_value
 from .._protocol import Call, FileRange, Flow, Local, Multipart, Reply, connection_error
 from ..exceptions import InvalidArgumentError, error_from_reply
@@ -62,13 +66,25 @@ _MAX_KEEPALIVE = 64  # idle connections kept per host, as the sync pool keeps
 class _Pool:
     """A loop's connection pool, and the proxies the environment named when it was made."""
 
-    __slots__ = ("_by_origin", "_proxies", "closer", "session")
+    __slots__ = ("_by_origin", "_gates", "_limit", "_proxies", "closer", "session")
 
-    def __init__(self, session: aiohttp.ClientSession, closer: Any) -> None:
+    def __init__(self, session: aiohttp.ClientSession, closer: Any, limit: int) -> None:
         self.session = session
         self.closer = closer
+        self._limit = limit
+        self._gates: dict[tuple[str, str, int | None], _Gate] = {}
         self._proxies = _environment_proxies()
         self._by_origin: dict[tuple[str, str], str | None] = {}
+
+    def gate(self, url: URL) -> _Gate | None:
+        """The turns of ``url``'s origin (None when there is no limit)."""
+        if not self._limit:
+            return None
+        key = (url.scheme, url.host or "", url.port)
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = self._gates[key] = _Gate(self._limit)
+        return gate
 
     def proxy(self, url: URL) -> str | None:
         """The proxy for ``url`` (its scheme's variable, unless ``NO_PROXY`` exempts its host)."""
@@ -87,8 +103,42 @@ class _Pool:
         return self._by_origin[key]
 
 
+class _Gate:
+    """At most ``limit`` requests in flight at once; the others wait in order. A call
+    cancelled while it waits leaves the line; one cancelled as its turn came passes it on.
+    (Not aiohttp's own connection limit: its wait would fall inside the attempt's bound.)"""
+
+    __slots__ = ("_free", "_waiting")
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def enter(self) -> None:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.leave()
+            raise
+
+    def leave(self) -> None:
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():  # a cancelled waiter's turn is skipped
+                turn.set_result(None)
+                return
+        self._free += 1
+
+
 class _Connector(aiohttp.TCPConnector):
-    """aiohttp's connector with no limit on connections in use, keeping at most
+    """aiohttp's connector with no limit of its own on connections in use (:class:`_Gate`
+    bounds the requests in flight per host), keeping at most
     :data:`_MAX_KEEPALIVE` idle ones per host: after 1,000 calls at once, 1,000 idle
     connections would each hold a server thread (the local server's) until they time out.
     Relies on ``_release`` and ``_conns``, aiohttp privates (stable since 3.0)."""
@@ -126,10 +176,9 @@ def shared_pool() -> _Pool:
     entry = _clients.get(loop)
     if entry is not None and not entry.session.closed:
         return entry
+    limit = max_connections()
     client = aiohttp.ClientSession(
-        # No limit, as the sync pool has none: a call never waits for another's connection
-        # (a long command must not queue behind others and time out waiting).
-        connector=_Connector(limit=0, limit_per_host=0),
+        connector=_Connector(limit=0, limit_per_host=0),  # the limit is the _Gate's
         cookie_jar=aiohttp.DummyCookieJar(),  # no cookie passes between clients
         auto_decompress=False,  # decoded here: the wire length is checked on downloads
         timeout=aiohttp.ClientTimeout(total=None),  # every request says its own
@@ -140,7 +189,7 @@ def shared_pool() -> _Pool:
         closer.asend(None).send(None)
     except StopIteration:
         pass
-    pool = _clients[loop] = _Pool(client, closer)
+    pool = _clients[loop] = _Pool(client, closer, limit)
     return pool
 
 
@@ -215,6 +264,8 @@ class AsyncTransport:
             APIConnectionError / APITimeoutError: no answer.
         """
         pool = shared_pool()
+        url = URL(call.url, encoded=True)  # sent as the flow wrote it (paths are quoted there)
+        gate = pool.gate(url)
         bounded = not call.streams_file()
         attempt = 0
         while True:
@@ -229,15 +280,23 @@ class AsyncTransport:
                     headers["Authorization"] = authorization
             failure: BaseException | None = None
             cut = False
-            started = time.perf_counter()
-            if flight is not None:
-                flight.sending = True
             try:
-                attempt_ = self._attempt(pool, call, headers, connect, read)
-                if bounded:
-                    outcome = await _within(bound, attempt_)
-                else:
-                    outcome = await attempt_
+                if gate is not None:
+                    await gate.enter()  # a turn: no timeout runs yet, nothing is on the wire
+                try:
+                    if gate is not None:  # the timeouts start now (a deadline counts the wait)
+                        connect, read, bound = call.timeouts()
+                    started = time.perf_counter()
+                    if flight is not None:
+                        flight.sending = True
+                    attempt_ = self._attempt(pool, call, url, headers, connect, read)
+                    if bounded:
+                        outcome = await _within(bound, attempt_)
+                    else:
+                        outcome = await attempt_
+                finally:
+                    if gate is not None:
+                        gate.leave()
             except _AttemptTimedOut:
                 cut = True
             except BaseException as exc:
@@ -292,13 +351,13 @@ class AsyncTransport:
         self,
         pool: _Pool,
         call: Call,
+        url: URL,
         headers: dict[str, str],
         connect: float,
         read: float,
     ) -> tuple[int, Reply | _Refused]:
         """One attempt: the answer as a :class:`Reply`, or a :class:`_Refused` to retry or
         raise (an error status not in ``call.ok``)."""
-        url = URL(call.url, encoded=True)  # sent as the flow wrote it (paths are quoted there)
         async with pool.session.request(
             call.method,
             url,
@@ -605,8 +664,8 @@ async def _finish_on_cancel(
 ) -> tuple[Any, BaseException | None]:
     """Send ``call``; when the task is cancelled while an attempt is on the wire, wait for
     that attempt's answer (no retry after it) and return it with the cancellation to deliver
-    afterwards. Cancelled with nothing on the wire (before the first attempt, or in a retry's
-    pause), the call is abandoned at once."""
+    afterwards. Cancelled with nothing on the wire (before the first attempt, waiting for its
+    turn in the pool, or in a retry's pause), the call is abandoned at once."""
     flight = _Flight()
     task = asyncio.ensure_future(transport.send(call, flight))
     try:

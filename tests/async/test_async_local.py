@@ -177,6 +177,21 @@ async def test_twenty_sessions_at_once(cube: LocalAgentCube, urls: dict[str, str
     assert not any(cube.has_session(sid) for sid in seen)
 
 
+async def test_calls_past_the_connection_limit_share_its_connections(
+    cube: LocalAgentCube, urls: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTCUBE_MAX_CONNECTIONS", "4")  # read when this loop's pool is made
+    ar = await AsyncAgentRuntimeClient.create("echo-agent", **urls)
+    try:
+        cube.reset_counters()
+        answers = await asyncio.gather(*(ar.invoke({"n": i}) for i in range(40)))
+        assert answers == [{"echo": {"n": i}, "path": ""} for i in range(40)]
+        # The bootstrap's connection and at most three more: never more than 4 at once.
+        assert 1 <= cube.connections_accepted()["router"] <= 3
+    finally:
+        await ar.stop()
+
+
 # -- files in constant memory ---------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ import json
 import logging
 import pickle
 import sys
+import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from types import SimpleNamespace
@@ -1100,3 +1101,108 @@ async def test_answers_are_decoded_here_and_a_broken_download_leaves_no_file(
     assert not (tmp_path / "b.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
     await ci.detach()
+
+
+# -- 16. at most AGENTCUBE_MAX_CONNECTIONS requests in flight per host -----------------------------
+
+
+def waiting_for_a_turn(url: str) -> int:
+    """How many calls to ``url``'s host wait for a turn in the running loop's pool."""
+    from yarl import URL
+
+    from agentcube._drivers import _async
+
+    gate = _async.shared_pool().gate(URL(url))
+    assert gate is not None
+    return sum(not turn.done() for turn in gate._waiting)
+
+
+async def until(check: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if check():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("never happened")
+
+
+async def test_calls_past_the_limit_wait_their_turn_and_the_wait_is_no_timeout(
+    mock: MockRouter, make_ar: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTCUBE_MAX_CONNECTIONS", "2")  # read when this loop's pool is made
+    in_flight, most = 0, 0
+
+    async def slow(request: Request) -> Answer:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.3)  # a slow server: each attempt takes 0.3 s of its 0.5 s bound
+        in_flight -= 1
+        return Answer(200, json={"ok": True})
+
+    invoke = mock.post(AR_PREFIX).mock(side_effect=slow)
+    ar = make_ar(session_id="ar-1", timeout=0.4, connect_timeout=0.1)
+    started = time.monotonic()
+    answers = await asyncio.gather(*(ar.invoke({"n": i}) for i in range(6)))
+    # Three turns of two: the last calls waited 0.6 s, past their bound, and still succeeded.
+    assert time.monotonic() - started >= 0.85
+    assert answers == [{"ok": True}] * 6
+    assert most == 2
+    assert invoke.call_count == 6  # none retried
+    await ar.detach()
+
+
+async def test_a_call_cancelled_while_it_waits_its_turn_sends_nothing_and_frees_the_turn(
+    mock: MockRouter, make_ar: Any, make_ci: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTCUBE_MAX_CONNECTIONS", "1")
+    gate = Gate(lambda _: Answer(200, json={"ok": True}))
+    invoke = mock.post(AR_PREFIX).mock(side_effect=gate)
+    ar = make_ar(session_id="ar-1")
+    first = asyncio.create_task(ar.invoke({"n": 1}))
+    await gate.arrived.wait()
+    queued = asyncio.create_task(ar.invoke({"n": 2}))
+    await until(lambda: waiting_for_a_turn(ROUTER) == 1)
+    queued.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    assert waiting_for_a_turn(ROUTER) == 0
+    gate.opened.set()
+    assert await first == {"ok": True}
+    assert await ar.invoke({"n": 3}) == {"ok": True}  # the cancelled call held no turn
+    assert [json.loads(c.request.content) for c in invoke.calls] == [{"n": 1}, {"n": 3}]
+    await ar.detach()
+
+    # A DELETE (finished when cancelled in flight) cancelled while it waits is abandoned at
+    # once: nothing is on the wire, and its session is kept for a later stop().
+    held = Gate(lambda _: deleted())
+    delete_route(mock, "ci-1").mock(side_effect=held)
+    waiting_delete = delete_route(mock, "ci-2").mock(return_value=deleted())
+    one, two = make_ci(session_id="ci-1"), make_ci(session_id="ci-2")
+    stopping = asyncio.create_task(one.delete())
+    await held.arrived.wait()
+    caught: list[BaseException] = []
+    queued = in_task(two.delete(), caught)
+    await until(lambda: waiting_for_a_turn(WM) == 1)
+    queued.cancel()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        done, _ = await asyncio.wait({queued}, timeout=10)
+    assert done, "a DELETE cancelled while it waited for a turn was waited for"
+    assert not waiting_delete.called and two.session_id == "ci-2"
+    held.opened.set()
+    assert await stopping is StopOutcome.DELETED
+    assert await two.delete() is StopOutcome.DELETED
+
+
+async def test_a_limit_of_zero_is_no_limit(
+    mock: MockRouter, make_ar: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTCUBE_MAX_CONNECTIONS", "0")
+    gate = Gate(lambda _: Answer(200, json={"ok": True}))
+    mock.post(AR_PREFIX).mock(side_effect=gate)
+    ar = make_ar(session_id="ar-1")
+    calls = [asyncio.create_task(ar.invoke({"n": i})) for i in range(150)]
+    await until(lambda: len(gate.seen) == 150)  # all on the wire at once
+    gate.opened.set()
+    assert await asyncio.gather(*calls) == [{"ok": True}] * 150
+    await ar.detach()

@@ -354,3 +354,19 @@ def test_service_account_path_is_the_kubernetes_one():
 
     expected = "/var/run/secrets/kubernetes.io/serviceaccount/token"
     assert expected == _config.SERVICE_ACCOUNT_TOKEN_PATH
+
+
+def test_max_connections_defaults_to_100_and_refuses_a_bad_value_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agentcube._config import max_connections
+
+    monkeypatch.delenv("AGENTCUBE_MAX_CONNECTIONS", raising=False)
+    assert max_connections() == 100
+    for bad in ("-1", "ten", "1.5", "\u0663"):
+        monkeypatch.setenv("AGENTCUBE_MAX_CONNECTIONS", bad)
+        with pytest.raises(InvalidArgumentError, match="AGENTCUBE_MAX_CONNECTIONS"):
+            max_connections()
+    for text, limit in ((" 7 ", 7), ("0", 0), ("", 100)):
+        monkeypatch.setenv("AGENTCUBE_MAX_CONNECTIONS", text)
+        assert max_connections() == limit
