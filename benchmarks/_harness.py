@@ -222,8 +222,17 @@ def work_dir() -> Iterator[str]:
 
 
 def start_server(root_dir: str) -> ServerProcess:
-    """The benchmarks' server: no idle reaping, and a body cap (4 GiB) above any transfer."""
-    return ServerProcess(root_dir, session_timeout=None, max_body_bytes=4 * 1024**3)
+    """The benchmarks' server: no idle reaping, and a body cap, a sandbox disk and memory (4 GiB)
+    above what any family keeps (the file rows hold four files of up to 256 MiB in one session,
+    and what commands write counts toward the sandbox's memory)."""
+    from agentcube.local import Limits
+
+    return ServerProcess(
+        root_dir,
+        session_timeout=None,
+        max_body_bytes=4 * 1024**3,
+        limits={"*": Limits(memory=4 * 1024**3, disk=4 * 1024**3)},
+    )
 
 
 # -- families and the run -------------------------------------------------------------------------

@@ -128,6 +128,13 @@ def join_cgroups(procs_files: list[str]) -> None:
         _write(path, "0")
 
 
+def join_cgroups_by_fd(fds: list[int]) -> None:
+    """The same through ``cgroup.procs`` files opened before the root was left."""
+    for fd in fds:
+        os.write(fd, b"0")
+        os.close(fd)
+
+
 def set_rlimits(limits: dict[str, int]) -> None:
     """The fallbacks where no cgroup controller is granted: ``{"data": bytes, "nproc": n}``.
 
@@ -153,6 +160,10 @@ def enter(config: dict[str, Any]) -> None:
     """
     libc = _lib()
     join_cgroups(config.get("cgroups", []))
+    # the command supervisor joins its cgroups from inside, through these
+    config["command_cgroup_fds"] = [
+        os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in config.get("command_cgroups", [])
+    ]
     flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     if config.get("network", "none") != "host":
         flags |= CLONE_NEWNET

@@ -114,31 +114,60 @@ def _own_cgroups() -> dict[str, str]:
     return found
 
 
+def _enable_children(parent: str) -> None:
+    """cgroup v2: offer the controllers to the children of ``parent`` (where it is ours to)."""
+    try:
+        with open(os.path.join(parent, "cgroup.subtree_control"), "w") as handle:
+            handle.write("+memory +pids +cpu")
+    except OSError:
+        pass  # granted already, or not ours to grant: what the child offers decides
+
+
 class Cgroups:
-    """The cgroups of one session: made with its limits, joined by its sandbox, removed after."""
+    """The cgroups of one session: made with its limits, joined by its sandbox, removed after.
+
+    Per hierarchy, a session's cgroup holds the limits of the whole sandbox (processes, CPU,
+    and memory: the memory limit plus the disk cap, since the writable layer is memory) and two
+    children: ``picod`` (PID 1 and PicoD, no limit of their own) and ``commands`` (the
+    supervisor and every command, with the memory limit). So a command past the memory limit is
+    what the kernel kills, never the PicoD that answers for it; v2's rule that a cgroup with
+    controllers for its children holds no process of its own is kept too.
+    """
 
     def __init__(self, name: str, limits: Limits) -> None:
         self.dirs: list[str] = []
-        self.procs: list[str] = []
+        self.procs: list[str] = []  # joined by the sandbox's PID 1 (the picod children)
+        self.command_procs: list[str] = []  # joined by the command supervisor
         self.rlimits: dict[str, int] = {}
         self.enforced: dict[str, str] = {}
         own = _own_cgroups()
         quota = int(limits.cpu * 100_000)
+        whole = limits.memory + limits.disk
         if os.path.exists(os.path.join(_CGROUP_ROOT, "cgroup.controllers")):
-            self._v2(own.get("", "/"), name, limits, quota)
+            base = os.path.join(_CGROUP_ROOT, own.get("", "/").lstrip("/"))
+            session = [("cgroup.subtree_control", "+memory +pids +cpu"), ("memory.max", whole),
+                       ("memory.swap.max", 0), ("pids.max", limits.pids),
+                       ("cpu.max", f"{quota} 100000")]  # fmt: skip
+            commands = [("memory.max", limits.memory), ("memory.swap.max", 0)]
+            _enable_children(base)
+            if self._make_session(os.path.join(base, name), session, commands):
+                for controller in ("memory", "pids", "cpu"):
+                    self.enforced[controller] = "cgroup v2"
         else:
+            memory = [("memory.limit_in_bytes", limits.memory),
+                      ("memory.memsw.limit_in_bytes", limits.memory)]  # fmt: skip
             settings = {
-                "memory": [("memory.limit_in_bytes", limits.memory),
-                           ("memory.memsw.limit_in_bytes", limits.memory)],
-                "pids": [("pids.max", limits.pids)],
-                "cpu": [("cpu.cfs_period_us", 100_000), ("cpu.cfs_quota_us", quota)],
+                "memory": ([("memory.limit_in_bytes", whole),
+                            ("memory.memsw.limit_in_bytes", whole)], memory),
+                "pids": ([("pids.max", limits.pids)], []),
+                "cpu": ([("cpu.cfs_period_us", 100_000), ("cpu.cfs_quota_us", quota)], []),
             }  # fmt: skip
-            for controller, values in settings.items():
-                base = os.path.join(_CGROUP_ROOT, controller)
-                if controller not in own or not os.path.isdir(base):
+            for controller, (session_values, command_values) in settings.items():
+                hierarchy = os.path.join(_CGROUP_ROOT, controller)
+                if controller not in own or not os.path.isdir(hierarchy):
                     continue
-                path = os.path.join(base, own[controller].lstrip("/"), name)
-                if self._make(path, values):
+                path = os.path.join(hierarchy, own[controller].lstrip("/"), name)
+                if self._make_session(path, session_values, command_values):
                     self.enforced[controller] = "cgroup v1"
         if "memory" not in self.enforced:
             self.rlimits["data"] = limits.memory
@@ -147,18 +176,20 @@ class Cgroups:
             self.rlimits["nproc"] = limits.pids
             self.enforced["pids"] = "RLIMIT_NPROC"
 
-    def _v2(self, own: str, name: str, limits: Limits, quota: int) -> None:
-        parent = os.path.join(_CGROUP_ROOT, own.lstrip("/"))
-        try:
-            with open(os.path.join(parent, "cgroup.subtree_control"), "w") as handle:
-                handle.write("+memory +pids +cpu")
-        except OSError:
-            pass  # granted already, or not ours to grant: what the child offers decides
-        values = [("memory.max", limits.memory), ("memory.swap.max", 0),
-                  ("pids.max", limits.pids), ("cpu.max", f"{quota} 100000")]  # fmt: skip
-        if self._make(os.path.join(parent, name), values):
-            for controller in ("memory", "pids", "cpu"):
-                self.enforced[controller] = "cgroup v2"
+    def _make_session(
+        self,
+        path: str,
+        session: Sequence[tuple[str, object]],
+        commands: Sequence[tuple[str, object]],
+    ) -> bool:
+        if not self._make(path, session):
+            return False
+        picod, command = os.path.join(path, "picod"), os.path.join(path, "commands")
+        if not (self._make(picod, []) and self._make(command, commands)):
+            return False
+        self.procs.append(os.path.join(picod, "cgroup.procs"))
+        self.command_procs.append(os.path.join(command, "cgroup.procs"))
+        return True
 
     def _make(self, path: str, values: Sequence[tuple[str, object]]) -> bool:
         try:
@@ -168,7 +199,7 @@ class Cgroups:
         except OSError:
             return False
         self.dirs.append(path)
-        ok = False
+        ok = not values
         for filename, value in values:
             try:
                 with open(os.path.join(path, filename), "w") as handle:
@@ -178,8 +209,6 @@ class Cgroups:
                 if filename.startswith(("memory.memsw", "memory.swap")):
                     continue  # no swap accounting: the memory limit alone
                 return False
-        if ok:
-            self.procs.append(os.path.join(path, "cgroup.procs"))
         return ok
 
     def remove(self) -> None:
@@ -372,6 +401,7 @@ class IsolatedCodeInterpreter:
                 "network": sandboxing.network,
                 "hostname": f"sandbox-{session_id[:8]}",
                 "cgroups": self.cgroups.procs,
+                "command_cgroups": self.cgroups.command_procs,
                 "rlimits": self.cgroups.rlimits,
                 "uid": os.getuid(),
                 "gid": os.getgid(),

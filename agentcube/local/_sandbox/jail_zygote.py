@@ -125,9 +125,12 @@ def _inside(config: dict[str, Any], reply: socket.socket, listener: socket.socke
         ours.close()
         reply.close()
         listener.close()
+        _jail.join_cgroups_by_fd(config.get("command_cgroup_fds", []))
         _jail.set_rlimits(config.get("rlimits", {}))
         _reaper.serve(theirs)  # never returns
     theirs.close()
+    for fd in config.get("command_cgroup_fds", []):
+        os.close(fd)
     processes = SubreaperSupervisor(link=link_to(ours))
     if config.get("picod"):
         _real_picod(config, processes, reply, listener)
