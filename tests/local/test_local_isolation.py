@@ -417,6 +417,22 @@ def test_namespaces_mode_refuses_to_start_where_the_kernel_cannot(
     )
 
 
+def test_auto_falls_back_when_a_whole_sandbox_cannot_be_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The probe may pass where building a sandbox still fails (a mount refused, say): the
+    server finds out at start from a trial sandbox, not at its first session."""
+    monkeypatch.setattr(isolation, "_TRIAL", ["the sandbox did not start: pivot_root: EPERM"])
+    with LocalAgentCube(quiet=True) as cube:
+        assert cube.isolation == "none"
+    with pytest.raises(RuntimeError, match="pivot_root: EPERM"):
+        LocalAgentCube(quiet=True, isolation="namespaces").start()
+
+
+def test_a_trial_sandbox_is_built_once_per_process(jail: LocalAgentCube) -> None:
+    assert isolation._TRIAL == [None]  # built (and ended) when the first cube started
+
+
 def test_none_mode_runs_on_this_machine() -> None:
     with LocalAgentCube(quiet=True, isolation="none") as cube:
         assert cube.isolation == "none"
@@ -485,3 +501,57 @@ def test_files_written_inside_are_read_through_the_api(
     assert sh(api, sid, "cat d/g.txt")["stdout"] == "via api"
     with open(host_view(jail, sid, "/root/d/g.txt"), "rb") as handle:
         assert handle.read() == b"via api"
+
+
+# -- a server that dies leaves nothing behind ----------------------------------------------------
+
+_DYING_SERVER = """
+import sys, requests
+from agentcube.local import LocalAgentCube
+cube = LocalAgentCube(quiet=True, isolation="namespaces").start()
+answer = requests.post(cube.workload_manager_url + "/v1/code-interpreter",
+                       json={"name": "my-interpreter", "namespace": "default"}, timeout=30)
+print(answer.json()["sessionId"], flush=True)
+sys.stdin.read()
+"""
+
+
+def _session_cgroups(session_id: str) -> list[str]:
+    found = []
+    for directory, subdirectories, _ in os.walk("/sys/fs/cgroup"):
+        if f"agentcube-{session_id}" in subdirectories:
+            found.append(os.path.join(directory, f"agentcube-{session_id}"))
+        if directory.count("/") > 8:
+            subdirectories.clear()
+    return found
+
+
+def test_a_killed_server_leaves_no_sandbox_and_no_cgroup(jail: LocalAgentCube) -> None:
+    import sys
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", _DYING_SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        session_id = server.stdout.readline().strip()
+        assert session_id, "the server did not create a session"
+        cgroups = _session_cgroups(session_id)
+        if not cgroups:
+            pytest.skip("no cgroup controller is granted here (limits fall back to rlimits)")
+        sandbox = [p for p in psutil.Process(server.pid).children(recursive=True)]
+        assert sandbox
+    finally:
+        server.kill()  # no atexit, no stop(): as a crash
+        server.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        _session_cgroups(session_id)
+        or any(p.is_running() and p.status() != "zombie" for p in sandbox)
+    ):
+        time.sleep(0.05)
+    assert _session_cgroups(session_id) == [], "the dead server's sandbox kept its cgroups"
+    assert not any(p.is_running() and p.status() != "zombie" for p in sandbox)

@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -86,13 +87,41 @@ def resolve_mode(mode: str) -> tuple[str, str | None]:
         raise ValueError(f"isolation must be one of {', '.join(MODES)}, not {mode!r}")
     if mode == "none":
         return "none", None
-    reason = ZYGOTE.start_error()
+    reason = ZYGOTE.start_error() or _trial_error()
     if reason is None:
+        sweep_stale_cgroups()
         return "namespaces", None
     text = f"sessions cannot be isolated here: {reason}; {_HOW_TO_ENABLE}"
     if mode == "namespaces":
         raise RuntimeError(text)
     return "none", text
+
+
+_TRIAL: list[str | None] = []  # this process's trial sandbox: its error, once known
+
+
+def _trial_error() -> str | None:
+    """Build one whole sandbox and end it (once per process): a kernel that lets the probe's
+    namespaces through may still refuse a mount or ``pivot_root``, and a server that isolates
+    must not learn it from its first session's 500."""
+    if not _TRIAL:
+        scratch = tempfile.mkdtemp(prefix="agentcube-trial-")
+        try:
+            sandbox = IsolatedCodeInterpreter(
+                os.path.join(scratch, "trial"),
+                "trial-sandbox",
+                Sandboxing(),
+                "",
+                max_body_bytes=1 << 20,
+                max_output_bytes=1 << 20,
+            )
+            sandbox.close()
+            _TRIAL.append(None)
+        except (OSError, SandboxStartError) as exc:
+            _TRIAL.append(str(exc) or type(exc).__name__)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return _TRIAL[0]
 
 
 # -- cgroups ----------------------------------------------------------------------------------
@@ -213,20 +242,67 @@ class Cgroups:
 
     def remove(self) -> None:
         """Remove the session's cgroups (they empty as the sandbox's last processes exit)."""
-        deadline = time.monotonic() + 5.0
-        for path in reversed(self.dirs):
-            while True:
-                try:
-                    os.rmdir(path)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as exc:
-                    if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                        logger.warning("cannot remove cgroup %s: %s", path, exc)
-                        break
-                    time.sleep(0.01)
+        for path, exc in remove_cgroups(list(reversed(self.dirs)), wait=5.0).items():
+            logger.warning("cannot remove cgroup %s: %s", path, exc)
         self.dirs.clear()
+
+
+def session_cgroups(config: dict[str, Any]) -> list[str]:
+    """The cgroup directories of a sandbox's ``config``, children first."""
+    children = [os.path.dirname(path) for key in ("cgroups", "command_cgroups")
+                for path in config.get(key, [])]  # fmt: skip
+    sessions = list(dict.fromkeys(os.path.dirname(child) for child in children))
+    return children + sessions
+
+
+def remove_cgroups(paths: list[str], wait: float = 0.0) -> dict[str, OSError]:
+    """``rmdir`` each of ``paths`` in order, retrying those still in use for up to ``wait``
+    seconds; what could not be removed, and why (a vanished one counts as removed)."""
+    deadline = time.monotonic() + wait
+    left: dict[str, OSError] = {}
+    for path in paths:
+        while True:
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+                    left[path] = exc
+                    break
+                time.sleep(0.01)
+    return left
+
+
+_STALE_AFTER = 60.0  # seconds: an agentcube-* cgroup older than this, and empty, is a leftover
+
+
+def sweep_stale_cgroups() -> int:
+    """Remove the empty ``agentcube-*`` cgroups a server that died left under this process's
+    cgroups (a live sandbox's are never empty, so rmdir refuses them); how many went."""
+    own = _own_cgroups()
+    bases = {os.path.join(_CGROUP_ROOT, path.lstrip("/")) if not name
+             else os.path.join(_CGROUP_ROOT, name, path.lstrip("/"))
+             for name, path in own.items() if name in ("", "memory", "pids", "cpu")}  # fmt: skip
+    removed = 0
+    now = time.time()
+    for base in bases:
+        try:
+            names = [n for n in os.listdir(base) if n.startswith("agentcube-")]
+        except OSError:
+            continue
+        for name in names:
+            session = os.path.join(base, name)
+            try:
+                if now - os.stat(session).st_mtime < _STALE_AFTER:
+                    continue
+            except OSError:
+                continue
+            paths = [os.path.join(session, "picod"), os.path.join(session, "commands"), session]
+            if not remove_cgroups(paths):
+                removed += 1
+    return removed
 
 
 # -- the zygote ---------------------------------------------------------------------------------

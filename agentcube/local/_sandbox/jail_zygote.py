@@ -35,7 +35,7 @@ from .._picod import BuiltinPicod
 from .._serving.keepalive import ConnectionTracker, serve_listener
 from .._serving.wsgi import build_request, respond
 from . import _jail, _reaper
-from .isolation import receive_message, send_message
+from .isolation import receive_message, remove_cgroups, send_message, session_cgroups
 from .procs import SubreaperSupervisor, link_to
 
 
@@ -252,13 +252,22 @@ def _outside(config: dict[str, Any], reply: socket.socket, listener: socket.sock
 
 
 def serve(sock: socket.socket) -> None:
-    """The zygote's loop: fork a sandbox per request, reap the outside processes that end."""
+    """The zygote's loop: fork a sandbox per request, reap the outside processes that end.
+
+    It also removes each sandbox's cgroups once the sandbox is gone (the server does it too;
+    whichever comes first), so that a server that dies leaves none behind: at end of file it
+    kills every sandbox it forked and removes their cgroups before it exits.
+    """
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes recvmsg; reaping is below
+    owned: dict[int, list[str]] = {}
+    pending: list[str] = []
     while True:
-        _reap()
+        for pid in _reap():
+            pending.extend(owned.pop(pid, []))
+        pending = list(remove_cgroups(pending))
         try:
-            message, fds = receive_message(sock)
-        except InterruptedError:
+            message, fds = receive_message(sock, 1.0 if pending else None)
+        except (InterruptedError, TimeoutError):
             continue
         except OSError:  # end of file among them: the server is gone
             break
@@ -276,19 +285,32 @@ def serve(sock: socket.socket) -> None:
         if pid == 0:
             sock.close()
             _outside(message[1], reply, listener)
+        if pid > 0:
+            owned[pid] = session_cgroups(message[1])
         reply.close()
         listener.close()
-    os._exit(0)  # the outside processes die with us (their parent-death signal)
+    for pid in owned:  # our unreaped children: their pids are still theirs
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while owned and time.monotonic() < deadline:
+        for pid in _reap():
+            pending.extend(owned.pop(pid, []))
+        time.sleep(0.01)
+    remove_cgroups(pending, wait=5.0)
+    os._exit(0)
 
 
-def _reap() -> None:
+def _reap() -> list[int]:
+    """Reap every child that ended; their pids."""
+    reaped: list[int] = []
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return reaped
         if pid == 0:
-            return
+            return reaped
+        reaped.append(pid)
 
 
 def main() -> None:
