@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,3 +71,13 @@ def papi(picod_cube: LocalAgentCube) -> Iterator[Api]:
     client = Api(picod_cube)
     yield client
     client.http.close()
+
+
+@pytest.fixture
+def bystander() -> Iterator[subprocess.Popen[bytes]]:
+    """A process of this machine that no session started: it must never be signalled (its
+    command line, ``sleep 1000.125``, is a marker no session's process carries)."""
+    proc = subprocess.Popen(["sleep", "1000.125"], start_new_session=True)
+    yield proc
+    proc.kill()
+    proc.wait()

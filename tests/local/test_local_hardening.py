@@ -80,15 +80,6 @@ def cube() -> Iterator[LocalAgentCube]:
         yield server
 
 
-@pytest.fixture
-def bystander() -> Iterator[subprocess.Popen[bytes]]:
-    """A process of this machine that no session started: it must never be signalled."""
-    proc = subprocess.Popen(["sleep", "1000"], start_new_session=True)
-    yield proc
-    proc.kill()
-    proc.wait()
-
-
 # -- 1. every process a session started ends with it, and nothing else --------------------------
 
 

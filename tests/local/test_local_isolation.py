@@ -67,15 +67,6 @@ def sh(api: Api, session: str, script: str, **extra: Any) -> dict[str, Any]:
     return api.execute(session, ["sh", "-c", script], **extra)
 
 
-@pytest.fixture
-def bystander() -> Iterator[subprocess.Popen[bytes]]:
-    """A process of this machine that no session started."""
-    proc = subprocess.Popen(["sleep", "1000.125"], start_new_session=True)
-    yield proc
-    proc.kill()
-    proc.wait()
-
-
 # -- the host's files -----------------------------------------------------------------------
 
 

@@ -122,14 +122,14 @@ def _write(path: str, text: str) -> None:
 # -- limits -----------------------------------------------------------------------------------
 
 
-def join_cgroups(procs_files: list[str]) -> None:
-    """Move this process into the session's cgroups (made and limited by the server)."""
-    for path in procs_files:
-        _write(path, "0")
+def open_cgroups(procs_files: list[str]) -> list[int]:
+    """The session's ``cgroup.procs`` files (made and limited by the server), opened while they
+    are in sight, to be joined from where they are not."""
+    return [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in procs_files]
 
 
-def join_cgroups_by_fd(fds: list[int]) -> None:
-    """The same through ``cgroup.procs`` files opened before the root was left."""
+def join_cgroups(fds: list[int]) -> None:
+    """Move this process into the cgroups of ``fds`` (from :func:`open_cgroups`)."""
     for fd in fds:
         os.write(fd, b"0")
         os.close(fd)
@@ -159,11 +159,9 @@ def enter(config: dict[str, Any]) -> None:
     The process outside never returns: it waits for PID 1 and exits with it.
     """
     libc = _lib()
-    join_cgroups(config.get("cgroups", []))
+    join_cgroups(open_cgroups(config.get("cgroups", [])))
     # the command supervisor joins its cgroups from inside, through these
-    config["command_cgroup_fds"] = [
-        os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in config.get("command_cgroups", [])
-    ]
+    config["command_cgroup_fds"] = open_cgroups(config.get("command_cgroups", []))
     flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     if config.get("network", "none") != "host":
         flags |= CLONE_NEWNET
@@ -324,35 +322,10 @@ def set_parent_death_signal() -> None:
 
 
 def probe() -> str | None:
-    """Whether this kernel lets us build a sandbox: None, or what it refused, in words.
-
-    A forked child tries every namespace and a tmpfs mount, and tells its errno on a pipe.
-    """
+    """What this machine lacks for a sandbox, in words, or None. Only what can be known without
+    trying: the server then builds one whole trial sandbox, which tries every step."""
     if not hasattr(os, "pidfd_open"):
         return "pidfd_open is unavailable (Linux 5.3 or later is needed)"
     if platform.machine() not in _PIVOT_ROOT:
         return f"unknown architecture {platform.machine()}"
-    uid = os.getuid()  # before unshare: inside, unmapped, it reads as the overflow uid
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        message = b""
-        try:
-            libc = _lib()
-            flags = (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-                     | CLONE_NEWNET)  # fmt: skip
-            _check(libc.unshare(flags), "unshare")
-            _write("/proc/self/setgroups", "deny")
-            _write("/proc/self/uid_map", f"0 {uid} 1\n")
-            mount(None, "/", None, MS_REC | MS_PRIVATE)
-            mount("tmpfs", "/tmp", "tmpfs", 0, "size=1m")  # noqa: S108 - a throwaway namespace
-        except OSError as exc:
-            message = str(exc).encode("utf-8", "replace")
-        os.write(write_end, message)
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        text = pipe.read().decode("utf-8", "replace")
-    os.waitpid(pid, 0)
-    return text or None
+    return None

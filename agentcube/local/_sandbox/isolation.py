@@ -33,9 +33,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._go.gin import Request, Response
-from .._serving.forward import Unreachable, forward
 from . import SandboxStartError
-from .picod_process import free_port
+from .picod_process import free_port, to_picod
 
 if TYPE_CHECKING:
     from .._serving.jwt import Signer
@@ -101,9 +100,9 @@ _TRIAL: list[str | None] = []  # this process's trial sandbox: its error, once k
 
 
 def _trial_error() -> str | None:
-    """Build one whole sandbox and end it (once per process): a kernel that lets the probe's
-    namespaces through may still refuse a mount or ``pivot_root``, and a server that isolates
-    must not learn it from its first session's 500."""
+    """Build one whole sandbox and end it (once per process): whether this kernel allows every
+    step (namespaces, mounts, ``pivot_root``) is known only by trying, and a server that
+    isolates must not learn it from its first session's 500."""
     if not _TRIAL:
         scratch = tempfile.mkdtemp(prefix="agentcube-trial-")
         try:
@@ -539,17 +538,8 @@ class IsolatedCodeInterpreter:
         return self._endpoint
 
     def handle(self, request: Request, session_id: str) -> Response:
-        if self._closed:
-            raise Unreachable(502, "sandbox unreachable")
-        authorization = None
-        if self._signer is not None:
-            authorization = "Bearer " + self._signer.token(session_id)
-        return forward(
-            "127.0.0.1",
-            self._port,
-            request,
-            authorization=authorization,
-            unix_path=self._socket_path,
+        return to_picod(
+            self._closed, self._port, request, session_id, self._signer, self._socket_path
         )
 
     def close(self) -> None:

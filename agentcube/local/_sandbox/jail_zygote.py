@@ -68,26 +68,24 @@ def _warm_up() -> None:
             f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n'
             f"Content-Type: application/octet-stream\r\n\r\nx\r\n--{boundary}--\r\n"
         ).encode()
-        calls = [
-            ("POST", "/api/execute", b'{"command": ["true"]}', "application/json"),
-            ("POST", "/api/files", upload, f"multipart/form-data; boundary={boundary}"),
-            ("POST", "/api/files", b'{"path": "b.txt", "content": "eA=="}', "application/json"),
-            ("GET", "/api/files", b"", ""),
-            ("GET", "/api/files/a.txt", b"", ""),
-            ("GET", "/api/files/a.txt", b"", "If-Modified-Since: Mon, 07 Dec 2026 10:00:00 GMT"),
-            ("GET", "/api/files/a.txt", b"", "Range: bytes=0-0"),
-            ("GET", "/api/files/a.txt", b"", "If-Range: Mon, 07 Dec 2026 10:00:00 GMT"),
-            ("GET", "/api/files/.", b"", ""),
-            ("GET", "/health", b"", ""),
-            ("GET", "/nowhere/", b"", ""),
-        ]
-        for method, path, body, content_type in calls:
-            headers = Headers([("Accept-Encoding", "gzip")])
-            if ": " in content_type:
-                name, _, value = content_type.partition(": ")
-                headers.set(name, value)
-            elif content_type:
-                headers.set("Content-Type", content_type)
+        json = {"Content-Type": "application/json"}
+        since = "Mon, 07 Dec 2026 10:00:00 GMT"
+        calls: list[tuple[str, str, bytes, dict[str, str]]] = [
+            ("POST", "/api/execute", b'{"command": ["true"]}', json),
+            ("POST", "/api/files", upload,
+             {"Content-Type": f"multipart/form-data; boundary={boundary}"}),
+            ("POST", "/api/files", b'{"path": "b.txt", "content": "eA=="}', json),
+            ("GET", "/api/files", b"", {}),
+            ("GET", "/api/files/a.txt", b"", {}),
+            ("GET", "/api/files/a.txt", b"", {"If-Modified-Since": since}),
+            ("GET", "/api/files/a.txt", b"", {"Range": "bytes=0-0"}),
+            ("GET", "/api/files/a.txt", b"", {"If-Range": since}),
+            ("GET", "/api/files/.", b"", {}),
+            ("GET", "/health", b"", {}),
+            ("GET", "/nowhere/", b"", {}),
+        ]  # fmt: skip
+        for method, path, body, extra in calls:
+            headers = Headers([("Accept-Encoding", "gzip"), *extra.items()])
             request = Request(
                 method=method,
                 path=path,
@@ -125,7 +123,7 @@ def _inside(config: dict[str, Any], reply: socket.socket, listener: socket.socke
         ours.close()
         reply.close()
         listener.close()
-        _jail.join_cgroups_by_fd(config.get("command_cgroup_fds", []))
+        _jail.join_cgroups(config.get("command_cgroup_fds", []))
         _jail.set_rlimits(config.get("rlimits", {}))
         _reaper.serve(theirs)  # never returns
     theirs.close()

@@ -27,6 +27,23 @@ PICOD_READY_TIMEOUT = 15.0
 _LOG_TAIL = 2048
 
 
+def to_picod(
+    closed: bool,
+    port: int,
+    request: Request,
+    session_id: str,
+    signer: Signer | None,
+    unix_path: str | None = None,
+) -> Response:
+    """Forward ``request`` to a session's PicoD on ``port`` (through ``unix_path`` when the
+    sandbox has no network of its own), signed as the real Router signs it when ``signer`` is
+    given (a real PicoD checks the signature; the built-in one has none to check)."""
+    if closed:
+        raise Unreachable(502, "sandbox unreachable")
+    authorization = None if signer is None else "Bearer " + signer.token(session_id)
+    return forward("127.0.0.1", port, request, authorization=authorization, unix_path=unix_path)
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 just now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -123,10 +140,7 @@ class PicodProcess:
         return f"127.0.0.1:{self._port}"
 
     def handle(self, request: Request, session_id: str) -> Response:
-        if self._closed:
-            raise Unreachable(502, "sandbox unreachable")
-        token = self._signer.token(session_id)
-        return forward("127.0.0.1", self._port, request, authorization="Bearer " + token)
+        return to_picod(self._closed, self._port, request, session_id, self._signer)
 
     def close(self) -> None:
         """Stop PicoD (and whatever it started: SIGTERM, 2 s, SIGKILL); remove the workspace."""

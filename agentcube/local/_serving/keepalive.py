@@ -463,16 +463,10 @@ def serve(
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
         listener.listen(socket.SOMAXCONN)
-        server = make_server(
-            host,
-            port,
-            app,
-            threaded=True,
-            request_handler=make_handler(tracker),
-            fd=listener.fileno(),
-        )
-    finally:
-        listener.close()  # the server holds its own duplicate of the descriptor
+    except BaseException:
+        listener.close()
+        raise
+    server = serve_listener(listener, app, tracker)
     thread = threading.Thread(
         target=server.serve_forever,
         kwargs={"poll_interval": 0.1},
@@ -486,15 +480,16 @@ def serve(
 def serve_listener(
     listener: socket.socket, app: WSGIApplication, tracker: ConnectionTracker
 ) -> BaseWSGIServer:
-    """A threaded server for ``app`` on a listening socket of any family (a unix one, say);
-    the caller runs ``serve_forever``."""
+    """A threaded server for ``app`` on a bound, listening socket of any family (a sandbox's
+    unix socket, say); the caller runs ``serve_forever``. The server holds its own duplicate
+    of the descriptor: ``listener`` is closed."""
     unix = listener.family == socket.AF_UNIX
     handler = make_handler(tracker)
     handler.disable_nagle_algorithm = not unix  # TCP_NODELAY: TCP only
+    address = "unix://" if unix else listener.getsockname()[0]
     try:
         return make_server(
-            "unix://" if unix else "127.0.0.1", 0, app, threaded=True,
-            request_handler=handler, fd=listener.fileno(),
-        )  # fmt: skip
+            address, 0, app, threaded=True, request_handler=handler, fd=listener.fileno()
+        )
     finally:
         listener.close()
